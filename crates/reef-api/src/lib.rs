@@ -1,0 +1,293 @@
+//! The HTTP API's request and response bodies, shaped and named as Docker Engine API's.
+//!
+//! Shared by reefd (which serves them) and reef (which sends and prints them), so the two
+//! can never disagree on a field. Only the fields reef implements are here; Docker clients
+//! ignore what is missing and reef ignores what it does not know.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default API socket.
+pub const DEFAULT_SOCKET: &str = "/run/reef/reef.sock";
+
+/// Error body of every non-2xx answer (Docker's shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+/// `POST /containers/create?name=NAME` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerCreate {
+    /// `-h`.
+    pub hostname: String,
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub open_stdin: bool,
+    /// Attach flags, as Docker's client sends them for a foreground run.
+    pub attach_stdin: bool,
+    /// See `attach_stdin`.
+    pub attach_stdout: bool,
+    /// See `attach_stdin`.
+    pub attach_stderr: bool,
+    /// `--mac-address` (Docker's legacy top-level field).
+    pub mac_address: String,
+    /// Host-side settings.
+    pub host_config: HostConfig,
+    /// Per-network settings.
+    pub networking_config: NetworkingConfig,
+}
+
+/// Docker's `HostConfig` (the networking part).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    /// `bridge`, `none`, `host`, `container:NAME` or a network name.
+    pub network_mode: String,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--add-host name:ip`.
+    pub extra_hosts: Vec<String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// Docker's `NetworkingConfig`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    /// Network name -> settings.
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
+}
+
+/// Per-network settings of a container (Docker's `EndpointSettings`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    /// Static address request.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    /// `--mac-address`.
+    pub mac_address: String,
+    /// Network id (responses).
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// Endpoint id (responses).
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// Gateway (responses).
+    pub gateway: String,
+    /// Address (responses).
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Prefix length (responses).
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+}
+
+/// Static address of an endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    /// `--ip`.
+    #[serde(rename = "IPv4Address", default)]
+    pub ipv4_address: String,
+}
+
+/// `POST /containers/create` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateResponse {
+    /// The new container's id.
+    pub id: String,
+    /// Warnings for the user.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /containers/{id}/wait` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    /// Exit code.
+    pub status_code: i64,
+}
+
+/// `GET /containers/{id}/json` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    /// Full id.
+    pub id: String,
+    /// RFC 3339.
+    pub created: String,
+    /// Program.
+    pub path: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Lifecycle state.
+    pub state: ContainerState,
+    /// `/name`, as Docker prints it.
+    pub name: String,
+    /// Where the rendered /etc/hosts lives on the host.
+    pub hosts_path: String,
+    /// Where the rendered /etc/hostname lives on the host.
+    pub hostname_path: String,
+    /// Where the rendered /etc/resolv.conf lives on the host.
+    pub resolv_conf_path: String,
+    /// What was asked for.
+    pub config: ContainerConfig,
+    /// Host-side settings.
+    pub host_config: HostConfig,
+    /// Network state.
+    pub network_settings: NetworkSettings,
+}
+
+/// `State` of an inspected container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerState {
+    /// `created`, `running`, `exited`.
+    pub status: String,
+    /// True while the process runs.
+    pub running: bool,
+    /// Always false (reef does not pause).
+    pub paused: bool,
+    /// Always false.
+    pub restarting: bool,
+    /// Process id while running, else 0.
+    pub pid: i64,
+    /// Last exit code.
+    pub exit_code: i64,
+    /// RFC 3339 or Docker's zero time.
+    pub started_at: String,
+    /// RFC 3339 or Docker's zero time.
+    pub finished_at: String,
+}
+
+/// `Config` of an inspected container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    /// Host name.
+    pub hostname: String,
+    /// Command.
+    pub cmd: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub open_stdin: bool,
+}
+
+/// `NetworkSettings` of an inspected container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettings {
+    /// Sandbox id (the container id while it has a sandbox).
+    #[serde(rename = "SandboxID")]
+    pub sandbox_id: String,
+    /// Path of the network namespace.
+    pub sandbox_key: String,
+    /// Address on the default network.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Its prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// Gateway on the default network.
+    pub gateway: String,
+    /// MAC on the default network.
+    pub mac_address: String,
+    /// Every network the container is on.
+    pub networks: BTreeMap<String, EndpointSettings>,
+}
+
+/// One row of `GET /containers/json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    /// Full id.
+    pub id: String,
+    /// `/name`.
+    pub names: Vec<String>,
+    /// Command line.
+    pub command: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// `created`, `running`, `exited`.
+    pub state: String,
+    /// `Up 3 seconds`, `Exited (0) 2 seconds ago`.
+    pub status: String,
+}
+
+/// `GET /version` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Version {
+    /// reef's version.
+    pub version: String,
+    /// Docker Engine API version whose shapes are served.
+    pub api_version: String,
+    /// `linux`.
+    pub os: String,
+}
+
+/// Docker's zero time, printed for times that never happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Docker's multiplexed stream: a frame header is 8 bytes, stream kind first, length last.
+pub mod stream {
+    /// stdin frame kind.
+    pub const STDIN: u8 = 0;
+    /// stdout frame kind.
+    pub const STDOUT: u8 = 1;
+    /// stderr frame kind.
+    pub const STDERR: u8 = 2;
+
+    /// Split complete frames off the front of `buf`; returns (kind, payload) pairs and
+    /// leaves an incomplete tail in `buf`.
+    pub fn drain_frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while buf.len() - at >= 8 {
+            let len = u32::from_be_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]])
+                as usize;
+            if buf.len() - at - 8 < len {
+                break;
+            }
+            out.push((buf[at], buf[at + 8..at + 8 + len].to_vec()));
+            at += 8 + len;
+        }
+        buf.drain(..at);
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn frames_split_across_reads() {
+            let mut buf = vec![1, 0, 0, 0, 0, 0, 0, 3, b'a', b'b'];
+            assert!(drain_frames(&mut buf).is_empty());
+            buf.extend_from_slice(&[b'c', 2, 0, 0, 0, 0, 0, 0, 1]);
+            assert_eq!(drain_frames(&mut buf), vec![(1, b"abc".to_vec())]);
+            buf.push(b'!');
+            assert_eq!(drain_frames(&mut buf), vec![(2, b"!".to_vec())]);
+            assert!(buf.is_empty());
+        }
+    }
+}

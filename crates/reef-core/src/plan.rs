@@ -1,0 +1,475 @@
+//! Plans: ordered kernel operations, each with the operation that undoes it.
+//!
+//! The engine asks this module what to do (`sandbox_create`, `attach`, ...), hands the plan to
+//! the kernel layer to execute, and on the first failure runs the undos of what was applied,
+//! newest first. `Display` prints each op as the `ip` command that would do the same, so plans
+//! read like shell scripts in logs and golden tests.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::model::{BridgeNetwork, Endpoint};
+use crate::names;
+
+/// Which network namespace an op runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NsRef {
+    /// The namespace reefd runs in.
+    Host,
+    /// A container sandbox: a network namespace bind-mounted at this path.
+    Sandbox(PathBuf),
+}
+
+/// One kernel operation. Executing an op that is already in effect is an error
+/// (EEXIST) except where noted; undo ops tolerate the object being gone already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// New network namespace bind-mounted at `path`.
+    CreateSandbox {
+        /// Bind-mount path under the exec-root.
+        path: PathBuf,
+    },
+    /// Unmount and remove a sandbox (its interfaces go with it). Tolerates absence.
+    DeleteSandbox {
+        /// Bind-mount path.
+        path: PathBuf,
+    },
+    /// A Linux bridge in the host namespace.
+    CreateBridge {
+        /// Interface name.
+        name: String,
+        /// MTU.
+        mtu: u32,
+    },
+    /// A veth pair: `host` in the host namespace carrying `alias`, `peer` created directly
+    /// inside the sandbox at `sandbox`.
+    CreateVeth {
+        /// Host-side name.
+        host: String,
+        /// Name inside the sandbox.
+        peer: String,
+        /// Sandbox path.
+        sandbox: PathBuf,
+        /// MTU of both ends.
+        mtu: u32,
+        /// MAC of the sandbox end.
+        peer_mac: [u8; 6],
+        /// Interface alias of the host end (marks it as reef's).
+        alias: String,
+    },
+    /// Delete a link (its veth peer goes too). Tolerates absence.
+    DeleteLink {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        name: String,
+    },
+    /// Enslave `link` to the bridge `master` (host namespace).
+    SetMaster {
+        /// Port.
+        link: String,
+        /// Bridge.
+        master: String,
+    },
+    /// Bring a link up.
+    SetUp {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        link: String,
+    },
+    /// Set a link's MTU.
+    SetMtu {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        link: String,
+        /// MTU.
+        mtu: u32,
+    },
+    /// Add an address. Idempotent on EEXIST.
+    AddAddr {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        link: String,
+        /// Address with prefix.
+        addr: IpNet,
+    },
+    /// Remove an address. Tolerates absence.
+    DelAddr {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        link: String,
+        /// Address with prefix.
+        addr: IpNet,
+    },
+    /// Add a route (`via` a gateway and/or `dev` a link).
+    AddRoute {
+        /// Namespace.
+        ns: NsRef,
+        /// Destination.
+        dst: IpNet,
+        /// Next hop.
+        via: Option<IpAddr>,
+        /// Output interface.
+        dev: String,
+    },
+    /// Write a sysctl (`net.ipv4.ip_forward` form) in a namespace.
+    Sysctl {
+        /// Namespace.
+        ns: NsRef,
+        /// Dotted key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+}
+
+impl Op {
+    /// The namespace the op touches (sandbox ops name their sandbox).
+    pub fn ns(&self) -> NsRef {
+        match self {
+            Op::CreateSandbox { path } | Op::DeleteSandbox { path } => NsRef::Sandbox(path.clone()),
+            Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::SetMaster { .. } => NsRef::Host,
+            Op::DeleteLink { ns, .. }
+            | Op::SetUp { ns, .. }
+            | Op::SetMtu { ns, .. }
+            | Op::AddAddr { ns, .. }
+            | Op::DelAddr { ns, .. }
+            | Op::AddRoute { ns, .. }
+            | Op::Sysctl { ns, .. } => ns.clone(),
+        }
+    }
+}
+
+fn netns_prefix(ns: &NsRef) -> String {
+    match ns {
+        NsRef::Host => String::new(),
+        NsRef::Sandbox(p) => format!("nsenter --net={} ", p.display()),
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::CreateSandbox { path } => write!(f, "unshare --net={} true", path.display()),
+            Op::DeleteSandbox { path } => {
+                write!(f, "umount {p} && rm {p}", p = path.display())
+            }
+            Op::CreateBridge { name, mtu } => {
+                write!(f, "ip link add {name} type bridge mtu {mtu}")
+            }
+            Op::CreateVeth {
+                host,
+                peer,
+                sandbox,
+                mtu,
+                peer_mac,
+                alias,
+            } => write!(
+                f,
+                "ip link add {host} mtu {mtu} alias {alias} type veth peer name {peer} \
+                 address {} netns {}",
+                names::format_mac(*peer_mac),
+                sandbox.display()
+            ),
+            Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
+            Op::SetMaster { link, master } => write!(f, "ip link set {link} master {master}"),
+            Op::SetUp { ns, link } => write!(f, "{}ip link set {link} up", netns_prefix(ns)),
+            Op::SetMtu { ns, link, mtu } => {
+                write!(f, "{}ip link set {link} mtu {mtu}", netns_prefix(ns))
+            }
+            Op::AddAddr { ns, link, addr } => {
+                write!(f, "{}ip addr add {addr} dev {link}", netns_prefix(ns))
+            }
+            Op::DelAddr { ns, link, addr } => {
+                write!(f, "{}ip addr del {addr} dev {link}", netns_prefix(ns))
+            }
+            Op::AddRoute { ns, dst, via, dev } => {
+                let dst = if dst.prefix_len() == 0 {
+                    "default".to_string()
+                } else {
+                    dst.to_string()
+                };
+                match via {
+                    Some(gw) => {
+                        write!(
+                            f,
+                            "{}ip route add {dst} via {gw} dev {dev}",
+                            netns_prefix(ns)
+                        )
+                    }
+                    None => write!(f, "{}ip route add {dst} dev {dev}", netns_prefix(ns)),
+                }
+            }
+            Op::Sysctl { ns, key, value } => {
+                write!(f, "{}sysctl -w {key}={value}", netns_prefix(ns))
+            }
+        }
+    }
+}
+
+/// An op and the op that undoes it (`None` when nothing needs undoing, or when a later
+/// step's undo already covers it, e.g. deleting a veth removes its addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What to do.
+    pub op: Op,
+    /// How to take it back.
+    pub undo: Option<Op>,
+}
+
+/// An ordered list of steps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    fn push(&mut self, op: Op, undo: Option<Op>) {
+        self.steps.push(Step { op, undo });
+    }
+
+    /// Append another plan's steps.
+    pub fn extend(&mut self, other: Plan) {
+        self.steps.extend(other.steps);
+    }
+
+    /// The undo ops of the first `applied` steps, newest first.
+    pub fn rollback(&self, applied: usize) -> Vec<Op> {
+        self.steps[..applied]
+            .iter()
+            .rev()
+            .filter_map(|s| s.undo.clone())
+            .collect()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            writeln!(f, "{}", s.op)?;
+        }
+        Ok(())
+    }
+}
+
+/// Bring up the bridge of a network reef owns: create it, address it, set it up.
+/// `exists` says the bridge is already there (after a daemon restart), in which case only
+/// missing pieces are planned: the address is idempotent, `up` is harmless.
+pub fn bridge_setup(net: &BridgeNetwork, exists: bool) -> Plan {
+    let mut p = Plan::default();
+    if !exists {
+        p.push(
+            Op::CreateBridge {
+                name: net.ifname.clone(),
+                mtu: net.mtu,
+            },
+            Some(Op::DeleteLink {
+                ns: NsRef::Host,
+                name: net.ifname.clone(),
+            }),
+        );
+    }
+    if let Some(addr) = net.bridge_addr {
+        p.push(
+            Op::AddAddr {
+                ns: NsRef::Host,
+                link: net.ifname.clone(),
+                addr: IpNet::V4(addr),
+            },
+            None,
+        );
+    }
+    p.push(
+        Op::SetUp {
+            ns: NsRef::Host,
+            link: net.ifname.clone(),
+        },
+        None,
+    );
+    p
+}
+
+/// A fresh sandbox: the namespace and its loopback.
+pub fn sandbox_create(path: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    p.push(
+        Op::CreateSandbox { path: path.clone() },
+        Some(Op::DeleteSandbox { path: path.clone() }),
+    );
+    p.push(
+        Op::SetUp {
+            ns: NsRef::Sandbox(path),
+            link: "lo".into(),
+        },
+        None,
+    );
+    p
+}
+
+/// Remove a sandbox and everything in it.
+pub fn sandbox_delete(path: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    p.push(Op::DeleteSandbox { path }, None);
+    p
+}
+
+/// Attach a sandbox to a bridge network through a veth pair.
+pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    let sb = NsRef::Sandbox(sandbox.clone());
+    let mac = names::parse_mac(&ep.mac).unwrap_or_else(|_| names::mac_from_ipv4(ep.ip));
+    p.push(
+        Op::CreateVeth {
+            host: ep.host_ifname.clone(),
+            peer: ep.ifname.clone(),
+            sandbox,
+            mtu: net.mtu,
+            peer_mac: mac,
+            alias: names::veth_alias(&ep.id),
+        },
+        Some(Op::DeleteLink {
+            ns: NsRef::Host,
+            name: ep.host_ifname.clone(),
+        }),
+    );
+    p.push(
+        Op::SetMaster {
+            link: ep.host_ifname.clone(),
+            master: net.ifname.clone(),
+        },
+        None,
+    );
+    p.push(
+        Op::SetUp {
+            ns: NsRef::Host,
+            link: ep.host_ifname.clone(),
+        },
+        None,
+    );
+    let addr = Ipv4Net::new(ep.ip, ep.prefix_len).expect("prefix length comes from a subnet");
+    p.push(
+        Op::AddAddr {
+            ns: sb.clone(),
+            link: ep.ifname.clone(),
+            addr: IpNet::V4(addr),
+        },
+        None,
+    );
+    p.push(
+        Op::SetUp {
+            ns: sb.clone(),
+            link: ep.ifname.clone(),
+        },
+        None,
+    );
+    if let Some(gw) = ep.gateway {
+        p.push(
+            Op::AddRoute {
+                ns: sb,
+                dst: IpNet::V4(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("0 is valid")),
+                via: Some(IpAddr::V4(gw)),
+                dev: ep.ifname.clone(),
+            },
+            None,
+        );
+    }
+    p
+}
+
+/// Detach an endpoint: deleting the host end removes the pair.
+pub fn detach(ep: &Endpoint) -> Plan {
+    let mut p = Plan::default();
+    p.push(
+        Op::DeleteLink {
+            ns: NsRef::Host,
+            name: ep.host_ifname.clone(),
+        },
+        None,
+    );
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net() -> BridgeNetwork {
+        BridgeNetwork {
+            ifname: "reef0".into(),
+            subnet: "172.17.0.0/16".parse().unwrap(),
+            gateway: "172.17.0.1".parse().unwrap(),
+            bridge_addr: Some("172.17.0.1/16".parse().unwrap()),
+            ip_range: None,
+            mtu: 1500,
+            owned: true,
+        }
+    }
+
+    fn ep() -> Endpoint {
+        Endpoint {
+            id: "abcdef0123456789".repeat(4),
+            network_id: "n".repeat(64),
+            ifname: "eth0".into(),
+            host_ifname: "vethabcdef0".into(),
+            ip: "172.17.0.2".parse().unwrap(),
+            prefix_len: 16,
+            gateway: Some("172.17.0.1".parse().unwrap()),
+            mac: "02:42:ac:11:00:02".into(),
+        }
+    }
+
+    #[test]
+    fn attach_plan_reads_like_ip_commands() {
+        let plan = attach(&net(), &ep(), "/run/reef/netns/c1".into());
+        let alias = format!("reef:{}", "abcdef0123456789".repeat(4));
+        let expected = format!(
+            "ip link add vethabcdef0 mtu 1500 alias {alias} type veth peer name eth0 address 02:42:ac:11:00:02 netns /run/reef/netns/c1\n\
+             ip link set vethabcdef0 master reef0\n\
+             ip link set vethabcdef0 up\n\
+             nsenter --net=/run/reef/netns/c1 ip addr add 172.17.0.2/16 dev eth0\n\
+             nsenter --net=/run/reef/netns/c1 ip link set eth0 up\n\
+             nsenter --net=/run/reef/netns/c1 ip route add default via 172.17.0.1 dev eth0\n"
+        );
+        assert_eq!(plan.to_string(), expected);
+    }
+
+    #[test]
+    fn rollback_undoes_newest_first_and_only_applied_steps() {
+        let mut plan = sandbox_create("/x/sb".into());
+        plan.extend(attach(&net(), &ep(), "/x/sb".into()));
+        // Sandbox, lo up, veth applied; master failed.
+        let undo = plan.rollback(3);
+        assert_eq!(
+            undo,
+            vec![
+                Op::DeleteLink {
+                    ns: NsRef::Host,
+                    name: "vethabcdef0".into()
+                },
+                Op::DeleteSandbox {
+                    path: "/x/sb".into()
+                },
+            ]
+        );
+        assert!(plan.rollback(0).is_empty());
+    }
+
+    #[test]
+    fn bridge_setup_skips_creation_when_present() {
+        let fresh = bridge_setup(&net(), false).to_string();
+        assert!(fresh.starts_with("ip link add reef0 type bridge mtu 1500\n"));
+        let again = bridge_setup(&net(), true).to_string();
+        assert_eq!(
+            again,
+            "ip addr add 172.17.0.1/16 dev reef0\nip link set reef0 up\n"
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! Executes the core's plans: each [`Op`] becomes netlink requests, namespace work or a
+//! sysctl write, in the namespace the op names. Decides nothing.
+//!
+//! [`Executor::apply_plan`] runs the steps in order and, on the first failure, the undos of
+//! the steps already applied, newest first, collecting undo failures rather than stopping
+//! at the first (netavark's teardown habit). Undo-type ops tolerate their object being gone
+//! (`DeleteLink`, `DeleteSandbox`, `DelAddr`) and `AddAddr` tolerates `EEXIST`, so a plan
+//! that is re-run after a crash converges.
+//!
+//! Sockets: one in the host namespace for the executor's lifetime; one per sandbox, opened
+//! on first use within an `apply_plan`/`apply` call and closed at its end. Closing matters:
+//! a socket keeps its namespace alive, and with it every interface inside.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use reef_core::plan::{NsRef, Op, Plan};
+
+use crate::netlink::Netlink;
+use crate::netns::{self, Netns};
+use crate::{sysctl, KernelError};
+
+/// A sandbox's namespace and, once needed, its netlink socket.
+struct Sandbox {
+    ns: Netns,
+    nl: Option<Netlink>,
+}
+
+/// Executes ops. Holds a netlink socket in the host namespace (the one reefd runs in) and
+/// opens one per sandbox on first use within an [`apply_plan`](Executor::apply_plan) or
+/// [`apply`](Executor::apply) call.
+#[derive(Debug)]
+pub struct Executor {
+    host: Netlink,
+    host_ns: Netns,
+    sandboxes: HashMap<PathBuf, Sandbox>,
+    fail_before: Option<usize>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("has_socket", &self.nl.is_some())
+            .finish()
+    }
+}
+
+impl Executor {
+    /// An executor whose host namespace is the calling thread's.
+    pub fn new() -> Result<Self, KernelError> {
+        Ok(Executor {
+            host: Netlink::open()?,
+            host_ns: Netns::current()?,
+            sandboxes: HashMap::new(),
+            fail_before: None,
+        })
+    }
+
+    /// The host namespace's netlink socket (for observing).
+    pub fn host(&mut self) -> &mut Netlink {
+        &mut self.host
+    }
+
+    /// Test hook for rollback: make [`apply_plan`](Executor::apply_plan) fail with
+    /// [`KernelError::Injected`] instead of executing step `n` (0-based), so steps
+    /// `0..n` are applied and then rolled back. `None` turns it off. The daemon sets it
+    /// from `REEF_FAIL_AFTER_STEP`.
+    pub fn fail_after(&mut self, n: Option<usize>) {
+        self.fail_before = n;
+    }
+
+    /// Apply the steps in order. On the first failure apply the undos of the applied steps
+    /// newest first, continuing past undo failures, and return the original error, wrapped
+    /// in [`KernelError::Undo`] with the undo errors when there were any.
+    pub fn apply_plan(&mut self, plan: &Plan) -> Result<(), KernelError> {
+        let res = self.apply_steps(plan);
+        self.sandboxes.clear();
+        res
+    }
+
+    /// Apply one op. Undo-type ops (`DeleteLink`, `DeleteSandbox`, `DelAddr`) succeed when
+    /// the object is already gone; `AddAddr` succeeds when the address is there already.
+    pub fn apply(&mut self, op: &Op) -> Result<(), KernelError> {
+        let res = self.apply_op(op);
+        self.sandboxes.clear();
+        res
+    }
+
+    fn apply_steps(&mut self, plan: &Plan) -> Result<(), KernelError> {
+        for (i, step) in plan.steps.iter().enumerate() {
+            let res = if self.fail_before == Some(i) {
+                Err(KernelError::Injected { step: i })
+            } else {
+                self.apply_op(&step.op)
+            };
+            let Err(cause) = res else { continue };
+            tracing::debug!(step = i, error = %cause, "step failed, rolling back");
+            let mut undo_errors = Vec::new();
+            for undo in plan.rollback(i) {
+                if let Err(e) = self.apply_op(&undo) {
+                    undo_errors.push(e);
+                }
+            }
+            if undo_errors.is_empty() {
+                return Err(cause);
+            }
+            return Err(KernelError::Undo {
+                cause: Box::new(cause),
+                undo_errors,
+            });
+        }
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {
+        tracing::trace!(%op, "apply");
+        match op {
+            Op::CreateSandbox { path } => {
+                let (ns, nl) = netns::create_bound_with(path, Netlink::open)?;
+                // The socket is a convenience: a sandbox op usually follows at once.
+                self.sandboxes
+                    .insert(path.clone(), Sandbox { ns, nl: nl.ok() });
+                Ok(())
+            }
+            Op::DeleteSandbox { path } => {
+                // Drop our socket and handle first, or they keep the namespace alive.
+                self.sandboxes.remove(path);
+                netns::remove_bound(path)
+            }
+            Op::CreateBridge { name, mtu } => self.host.create_bridge(name, *mtu),
+            Op::CreateVeth {
+                host,
+                peer,
+                sandbox,
+                mtu,
+                peer_mac,
+                alias,
+            } => {
+                let sb = sandbox_entry(&mut self.sandboxes, sandbox)?;
+                self.host
+                    .create_veth(host, peer, &sb.ns, *mtu, *peer_mac, alias)
+                    .map_err(|e| in_ns(e, sandbox, false))
+            }
+            Op::DeleteLink { ns, name } => {
+                tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
+            }
+            Op::SetMaster { link, master } => self.host.set_master(link, master),
+            Op::SetUp { ns, link } => self.with_netlink(ns, |nl| nl.set_up(link)),
+            Op::SetMtu { ns, link, mtu } => self.with_netlink(ns, |nl| nl.set_mtu(link, *mtu)),
+            Op::AddAddr { ns, link, addr } => {
+                match self.with_netlink(ns, |nl| nl.add_addr(link, *addr)) {
+                    Err(e) if e.is_exists() => Ok(()),
+                    other => other,
+                }
+            }
+            Op::DelAddr { ns, link, addr } => {
+                tolerate_absent(self.with_netlink(ns, |nl| nl.del_addr(link, *addr)))
+            }
+            Op::AddRoute { ns, dst, via, dev } => {
+                self.with_netlink(ns, |nl| nl.add_route(*dst, *via, dev))
+            }
+            Op::Sysctl { ns, key, value } => {
+                let write = || sysctl::ensure(key, value).map(drop);
+                match ns {
+                    NsRef::Host if self.host_ns.is_current()? => write(),
+                    NsRef::Host => self.host_ns.run(write)?,
+                    NsRef::Sandbox(path) => {
+                        let sb = sandbox_entry(&mut self.sandboxes, path)?;
+                        sb.ns.run(write)?.map_err(|e| in_ns(e, path, true))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run `f` with the socket of `ns`, opening a sandbox's on first use. Errors from a
+    /// sandbox say which one (`nsenter --net=PATH ip ...`).
+    fn with_netlink(
+        &mut self,
+        ns: &NsRef,
+        f: impl FnOnce(&mut Netlink) -> Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
+        match ns {
+            NsRef::Host => f(&mut self.host),
+            NsRef::Sandbox(path) => {
+                let sb = sandbox_entry(&mut self.sandboxes, path)?;
+                if sb.nl.is_none() {
+                    sb.nl = Some(Netlink::open_in(&sb.ns)?);
+                }
+                let nl = sb.nl.as_mut().expect("opened above");
+                f(nl).map_err(|e| in_ns(e, path, true))
+            }
+        }
+    }
+}
+
+/// The cached sandbox at `path`, opening its namespace on first use.
+fn sandbox_entry<'a>(
+    cache: &'a mut HashMap<PathBuf, Sandbox>,
+    path: &Path,
+) -> Result<&'a mut Sandbox, KernelError> {
+    if !cache.contains_key(path) {
+        let ns = Netns::open(path)?;
+        cache.insert(path.to_path_buf(), Sandbox { ns, nl: None });
+    }
+    Ok(cache.get_mut(path).expect("inserted above"))
+}
+
+/// Undo-type ops: a missing object (or a missing sandbox, which takes its objects with it)
+/// is what the op wanted.
+fn tolerate_absent(res: Result<(), KernelError>) -> Result<(), KernelError> {
+    match res {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Prefix a netlink error's op with the namespace it ran in (`nsenter --net=PATH`), or
+/// for a veth, name the sandbox its peer was going to.
+fn in_ns(e: KernelError, path: &Path, inside: bool) -> KernelError {
+    match e {
+        KernelError::Netlink { op, errno, detail } => KernelError::Netlink {
+            op: if inside {
+                format!("nsenter --net={} {op}", path.display())
+            } else {
+                op.replace("netns <fd>", &format!("netns {}", path.display()))
+            },
+            errno,
+            detail,
+        },
+        other => other,
+    }
+}

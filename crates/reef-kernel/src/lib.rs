@@ -1,0 +1,20 @@
+//! reef's effects layer: netlink, network namespaces, sysctls.
+//!
+//! This crate executes what the core decided ([`reef_core::plan::Op`]s) and reads back
+//! what the kernel holds; it makes no decisions of its own. It is the only crate that sees
+//! netlink wire types; its public API speaks in names, `ipnet` types and plain structs.
+//! Everything is synchronous: each call takes microseconds, so the daemon calls it from a
+//! blocking section, and namespace switches happen only on short-lived helper threads
+//! (see [`netns`]).
+#![deny(missing_docs)]
+
+mod error;
+pub mod exec;
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
+
+pub use error::KernelError;
+pub use exec::Executor;
+pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo};
+pub use netns::Netns;

@@ -1,0 +1,178 @@
+//! The command line, with Docker's command and flag names.
+
+use clap::{Args, Parser, Subcommand};
+
+/// reef: run containers on reef networks, the way `docker` does.
+#[derive(Debug, Parser)]
+#[command(name = "reef", version, about)]
+pub struct Cli {
+    /// Daemon socket to connect to.
+    #[arg(short = 'H', long = "host", env = "REEF_HOST", default_value = "unix:///run/reef/reef.sock", global = true)]
+    pub host: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a container.
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// Create a container without starting it.
+    #[command(disable_help_flag = true)]
+    Create(CreateArgs),
+    /// Start stopped containers.
+    Start {
+        /// Attach to the container's output and wait for it.
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers (SIGTERM, then SIGKILL after the timeout).
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers.
+    Restart {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers.
+    Kill {
+        /// Signal name or number.
+        #[arg(short = 's', long = "signal", default_value = "KILL")]
+        signal: String,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill a running container first.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        /// Show all containers, not only running ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Only print ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Show containers' details as JSON.
+    Inspect {
+        /// Go-template-like format, e.g. '{{.State.Pid}}' or '{{json .NetworkSettings}}'.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print a container's output.
+    Logs {
+        /// Container.
+        container: String,
+    },
+    /// Block until containers stop, then print their exit codes.
+    Wait {
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Show reef and daemon versions.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Network mode: bridge, none, host, container:NAME, or a network name.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// IPv4 address on the network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC address.
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// DNS server.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// DNS option.
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Extra /etc/hosts entry, name:ip.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Environment variable KEY=VALUE.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Print help (`-h` is --hostname, as in Docker).
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a terminal (the command uses reef's own terminal).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Environment variable KEY=VALUE.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Container.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

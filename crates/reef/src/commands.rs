@@ -1,0 +1,353 @@
+//! One function per command: build the API request, send it, print Docker's output.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use hyper::Method;
+use reef_api::{
+    ContainerCreate, ContainerInspect, ContainerSummary, CreateResponse, EndpointIpamConfig,
+    EndpointSettings, HostConfig, NetworkingConfig, WaitResponse,
+};
+
+use crate::args::{Cli, Command, CreateArgs, ExecArgs};
+use crate::client::{Client, DaemonError};
+use crate::{attach, format};
+
+/// Run the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&cli.host)?;
+    match cli.command {
+        Command::Run(r) => run_container(&client, r.detach, r.create).await,
+        Command::Create(c) => {
+            let id = create(&client, &c, false).await?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start { attach, containers } => start(&client, attach, &containers).await,
+        Command::Stop { time, containers } => {
+            each(&containers, |c| {
+                let client = &client;
+                async move {
+                    client
+                        .call(Method::POST, &format!("/containers/{c}/stop?t={time}"), None)
+                        .await?
+                        .ok()
+                }
+            })
+            .await
+        }
+        Command::Restart { time, containers } => {
+            each(&containers, |c| {
+                let client = &client;
+                async move {
+                    client
+                        .call(Method::POST, &format!("/containers/{c}/restart?t={time}"), None)
+                        .await?
+                        .ok()
+                }
+            })
+            .await
+        }
+        Command::Kill { signal, containers } => {
+            each(&containers, |c| {
+                let client = &client;
+                let signal = signal.clone();
+                async move {
+                    client
+                        .call(
+                            Method::POST,
+                            &format!("/containers/{c}/kill?signal={signal}"),
+                            None,
+                        )
+                        .await?
+                        .ok()
+                }
+            })
+            .await
+        }
+        Command::Rm { force, containers } => {
+            each(&containers, |c| {
+                let client = &client;
+                async move {
+                    client
+                        .call(
+                            Method::DELETE,
+                            &format!("/containers/{c}?force={}", u8::from(force)),
+                            None,
+                        )
+                        .await?
+                        .ok()
+                }
+            })
+            .await
+        }
+        Command::Ps { all, quiet } => ps(&client, all, quiet).await,
+        Command::Inspect { format: fmt, containers } => inspect(&client, fmt, &containers).await,
+        Command::Logs { container } => {
+            let ans = client
+                .call(Method::GET, &format!("/containers/{container}/logs?stdout=1&stderr=1"), None)
+                .await?;
+            ans.ok()?;
+            attach::print_log(&ans.body)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wait { containers } => {
+            for c in &containers {
+                let w: WaitResponse = client
+                    .post_json(&format!("/containers/{c}/wait"), &serde_json::json!({}))
+                    .await?;
+                println!("{}", w.status_code);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec(e) => exec(&client, e).await,
+        Command::Version => {
+            let v: reef_api::Version = client.get("/version").await?;
+            println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));
+            println!("Server:\n Version:\t{}\n API version:\t{}", v.version, v.api_version);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Docker's multi-container commands: print each name that worked, report each failure,
+/// and exit 1 if any failed.
+async fn each<F, Fut>(containers: &[String], f: F) -> anyhow::Result<ExitCode>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut failed = false;
+    for c in containers {
+        match f(c.clone()).await {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
+    let mut endpoints = BTreeMap::new();
+    if a.ip.is_some() || a.mac_address.is_some() {
+        endpoints.insert(
+            a.network.clone(),
+            EndpointSettings {
+                ipam_config: a.ip.clone().map(|ip| EndpointIpamConfig { ipv4_address: ip }),
+                mac_address: a.mac_address.clone().unwrap_or_default(),
+                ..Default::default()
+            },
+        );
+    }
+    ContainerCreate {
+        hostname: a.hostname.clone().unwrap_or_default(),
+        cmd: a.command.clone(),
+        env: a.env.clone(),
+        tty: a.tty,
+        open_stdin: a.interactive,
+        attach_stdin: attach && a.interactive,
+        attach_stdout: attach,
+        attach_stderr: attach,
+        mac_address: String::new(),
+        host_config: HostConfig {
+            network_mode: a.network.clone(),
+            dns: a.dns.clone(),
+            dns_search: a.dns_search.clone(),
+            dns_options: a.dns_option.clone(),
+            extra_hosts: a.add_host.clone(),
+            auto_remove: a.rm,
+        },
+        networking_config: NetworkingConfig {
+            endpoints_config: endpoints,
+        },
+    }
+}
+
+async fn create(client: &Client, a: &CreateArgs, attach: bool) -> anyhow::Result<String> {
+    let path = match &a.name {
+        Some(n) => format!("/containers/create?name={n}"),
+        None => "/containers/create".to_string(),
+    };
+    let r: CreateResponse = client.post_json(&path, &create_body(a, attach)).await?;
+    Ok(r.id)
+}
+
+/// Docker's exit codes for `run` failures that are the daemon's, not the command's.
+fn run_failure(e: anyhow::Error) -> anyhow::Result<ExitCode> {
+    eprintln!("reef: {e:#}");
+    let code = match e.downcast_ref::<DaemonError>() {
+        Some(d) if d.message.contains("executable file not found") => 127,
+        Some(d) if d.message.contains("permission denied") => 126,
+        _ => 125,
+    };
+    Ok(ExitCode::from(code))
+}
+
+async fn run_container(client: &Client, detach: bool, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let id = match create(client, &a, !detach).await {
+        Ok(id) => id,
+        Err(e) => return run_failure(e),
+    };
+    if detach {
+        if let Err(e) = start_one(client, &id).await {
+            // A run that cannot start leaves nothing behind.
+            let _ = client
+                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                .await;
+            return run_failure(e);
+        }
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let io = client.upgrade(&format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+        u8::from(a.interactive)
+    ))
+    .await?;
+    if let Err(e) = start_one(client, &id).await {
+        let _ = client
+            .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+            .await;
+        return run_failure(e);
+    }
+    let _raw = a.tty.then(attach::RawTerminal::enter);
+    attach::pump(io, a.tty, a.interactive).await?;
+    drop(_raw);
+    let w: WaitResponse = client
+        .post_json(&format!("/containers/{id}/wait"), &serde_json::json!({}))
+        .await?;
+    Ok(ExitCode::from(u8::try_from(w.status_code).unwrap_or(1)))
+}
+
+async fn start_one(client: &Client, id: &str) -> anyhow::Result<()> {
+    client
+        .call(Method::POST, &format!("/containers/{id}/start"), None)
+        .await?
+        .ok()
+}
+
+async fn start(client: &Client, attach_out: bool, containers: &[String]) -> anyhow::Result<ExitCode> {
+    if !attach_out {
+        return each(containers, |c| async move { start_one(client, &c).await }).await;
+    }
+    if containers.len() != 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let c = &containers[0];
+    let info: ContainerInspect = client.get(&format!("/containers/{c}/json")).await?;
+    let io = client
+        .upgrade(&format!("/containers/{c}/attach?stream=1&stdout=1&stderr=1"))
+        .await?;
+    start_one(client, c).await?;
+    attach::pump(io, info.config.tty, false).await?;
+    let w: WaitResponse = client
+        .post_json(&format!("/containers/{c}/wait"), &serde_json::json!({}))
+        .await?;
+    Ok(ExitCode::from(u8::try_from(w.status_code).unwrap_or(1)))
+}
+
+async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let list: Vec<ContainerSummary> = client
+        .get(&format!("/containers/json?all={}", u8::from(all)))
+        .await?;
+    if quiet {
+        for c in &list {
+            println!("{}", &c.id[..12]);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let mut cmd = c.command.clone();
+            if cmd.chars().count() > 20 {
+                cmd = cmd.chars().take(19).collect::<String>() + "…";
+            }
+            let age = (now - c.created).max(0) as u64;
+            vec![
+                c.id[..12].to_string(),
+                format!("\"{cmd}\""),
+                format!("{} ago", human(age)),
+                c.status.clone(),
+                String::new(),
+                c.names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(secs: u64) -> String {
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{secs} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", secs / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+async fn inspect(client: &Client, fmt: Option<String>, containers: &[String]) -> anyhow::Result<ExitCode> {
+    let mut found = Vec::new();
+    let mut failed = false;
+    for c in containers {
+        match client.get::<serde_json::Value>(&format!("/containers/{c}/json")).await {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed = true;
+            }
+        }
+    }
+    match fmt {
+        Some(t) => {
+            for v in &found {
+                println!("{}", format::template(&t, v)?);
+            }
+        }
+        None => println!("{}", format::pretty_json(&found)),
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn exec(client: &Client, e: ExecArgs) -> anyhow::Result<ExitCode> {
+    let info: ContainerInspect = client
+        .get(&format!("/containers/{}/json", e.container))
+        .await?;
+    if !info.state.running || info.state.pid == 0 {
+        bail!(
+            "Error response from daemon: container {} is not running",
+            info.id
+        );
+    }
+    let mut env = info.config.env.clone();
+    env.push(format!("HOSTNAME={}", info.config.hostname));
+    env.extend(e.env.iter().cloned());
+    crate::exec::exec_in(info.state.pid, &e.command, &env).context("reef exec")
+}

@@ -1,0 +1,341 @@
+//! `/containers/...` handlers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nix::sys::signal::Signal;
+use reef_api::{ContainerCreate, CreateResponse, WaitResponse};
+use reef_core::etc;
+use reef_core::model::{ContainerSpec, NetworkMode};
+use tokio::sync::broadcast;
+
+use super::{blocking, render, ApiError, AppState};
+use crate::engine::{CreateRequest, EngineError, ExitEvent};
+
+type Q = Query<HashMap<String, String>>;
+
+fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("1" | "true" | "True"))
+}
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError(EngineError::Invalid(m.into()))
+}
+
+/// Docker's create body -> reef's spec, rejecting what cannot be parsed.
+fn spec_from_request(req: ContainerCreate) -> Result<ContainerSpec, ApiError> {
+    let hc = req.host_config;
+    let mode = NetworkMode::parse(&hc.network_mode);
+    let ep = match &mode {
+        NetworkMode::Named(n) => req.networking_config.endpoints_config.get(n),
+        _ => req
+            .networking_config
+            .endpoints_config
+            .get("bridge")
+            .or_else(|| req.networking_config.endpoints_config.values().next()),
+    };
+    let ip = match ep
+        .and_then(|e| e.ipam_config.as_ref())
+        .map(|c| c.ipv4_address.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| invalid(format!("invalid IPv4 address {s:?} for --ip")))?,
+        ),
+        None => None,
+    };
+    let mac = ep
+        .map(|e| e.mac_address.clone())
+        .filter(|m| !m.is_empty())
+        .or_else(|| Some(req.mac_address.clone()).filter(|m| !m.is_empty()));
+    let extra_hosts = hc
+        .extra_hosts
+        .iter()
+        .map(|h| etc::parse_extra_host(h).map_err(|e| invalid(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ContainerSpec {
+        cmd: req.cmd,
+        env: req.env,
+        hostname: Some(req.hostname).filter(|h| !h.is_empty()),
+        tty: req.tty,
+        open_stdin: req.open_stdin,
+        network_mode: Some(mode),
+        ip,
+        mac,
+        dns: hc.dns,
+        dns_search: hc.dns_search,
+        dns_options: hc.dns_options,
+        extra_hosts,
+        auto_remove: hc.auto_remove,
+    })
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Query(q): Q,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: ContainerCreate = serde_json::from_slice(&body)
+        .map_err(|e| invalid(format!("invalid container configuration: {e}")))?;
+    let spec = spec_from_request(req)?;
+    let name = q.get("name").cloned().filter(|n| !n.is_empty());
+    let engine = st.engine.clone();
+    let id = blocking(move || engine.create(CreateRequest { name, spec })).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateResponse {
+            id,
+            warnings: vec![],
+        }),
+    )
+        .into_response())
+}
+
+pub async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Vec<reef_api::ContainerSummary>> {
+    let all = flag(&q, "all");
+    let now = crate::clock::now_nanos();
+    Json(
+        st.engine
+            .containers(all)
+            .iter()
+            .map(|c| render::summary(c, now))
+            .collect(),
+    )
+}
+
+pub async fn inspect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<reef_api::ContainerInspect>, ApiError> {
+    let (c, nets) = st.engine.container(&id).map_err(ApiError)?;
+    Ok(Json(render::inspect(&c, &nets, st.engine.paths())))
+}
+
+pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let engine = st.engine.clone();
+    let full = engine.resolve(&id).map_err(ApiError)?;
+    let pending = st
+        .pending_attach
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&full);
+    let wait = pending.is_some();
+    let key = full.clone();
+    let started = blocking(move || engine.start_container(&key, wait)).await;
+    match started {
+        Ok(()) => {
+            if let Some(rx) = pending {
+                let state_dir = st.engine.state_dir(&full);
+                tokio::spawn(async move {
+                    if let Ok(io) = rx.await {
+                        super::attach::splice(io, &state_dir).await;
+                    }
+                });
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(ApiError(EngineError::NotModified)) => Ok(StatusCode::NOT_MODIFIED),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait for the exit of start `count` of container `id`, at most `limit`.
+async fn wait_exit(
+    rx: &mut broadcast::Receiver<ExitEvent>,
+    id: &str,
+    count: u32,
+    limit: Duration,
+) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ev)) if ev.id == id && ev.start_count == count => return Some(ev.exit_code),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return None,
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns once the container is reaped.
+/// `Ok(false)` when it was not running.
+async fn stop_and_wait(st: &AppState, key: &str, grace: Duration) -> Result<bool, ApiError> {
+    let mut rx = st.engine.subscribe();
+    let engine = st.engine.clone();
+    let k = key.to_string();
+    let (id, count) = match blocking(move || engine.signal_container(&k, Signal::SIGTERM)).await {
+        Ok(v) => v,
+        Err(ApiError(EngineError::NotModified)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if wait_exit(&mut rx, &id, count, grace).await.is_some() {
+        return Ok(true);
+    }
+    kill_and_wait(st, &id, &mut rx, count).await
+}
+
+async fn kill_and_wait(
+    st: &AppState,
+    id: &str,
+    rx: &mut broadcast::Receiver<ExitEvent>,
+    count: u32,
+) -> Result<bool, ApiError> {
+    let engine = st.engine.clone();
+    let k = id.to_string();
+    match blocking(move || engine.signal_container(&k, Signal::SIGKILL)).await {
+        Ok(_) | Err(ApiError(EngineError::NotModified)) => {}
+        Err(e) => return Err(e),
+    }
+    if wait_exit(rx, id, count, Duration::from_secs(30)).await.is_none()
+        && st.engine.is_running(id).unwrap_or(false)
+    {
+        return Err(ApiError(EngineError::Conflict(format!(
+            "container {id} did not exit after SIGKILL"
+        ))));
+    }
+    Ok(true)
+}
+
+fn grace(q: &HashMap<String, String>) -> Result<Duration, ApiError> {
+    match q.get("t") {
+        Some(t) => t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| invalid(format!("invalid stop timeout {t:?}"))),
+        None => Ok(Duration::from_secs(10)),
+    }
+}
+
+pub async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<StatusCode, ApiError> {
+    let grace = grace(&q)?;
+    if stop_and_wait(&st, &id, grace).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Ok(StatusCode::NOT_MODIFIED)
+    }
+}
+
+pub async fn restart(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<StatusCode, ApiError> {
+    let grace = grace(&q)?;
+    let full = st.engine.resolve(&id).map_err(ApiError)?;
+    stop_and_wait(&st, &full, grace).await?;
+    let engine = st.engine.clone();
+    blocking(move || engine.start_container(&full, false)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn kill(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<StatusCode, ApiError> {
+    let name = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+    let sig = parse_signal(name).ok_or_else(|| invalid(format!("invalid signal: {name}")))?;
+    let engine = st.engine.clone();
+    match blocking(move || engine.signal_container(&id, sig)).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(ApiError(EngineError::NotModified)) => Err(ApiError(EngineError::Conflict(
+            "Cannot kill container: it is not running".into(),
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_signal(s: &str) -> Option<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
+}
+
+pub async fn wait(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<Json<WaitResponse>, ApiError> {
+    let mut rx = st.engine.subscribe();
+    let (c, _) = st.engine.container(&id).map_err(ApiError)?;
+    let next_exit = q.get("condition").map(String::as_str) == Some("next-exit");
+    if !c.is_running() && !next_exit {
+        return Ok(Json(WaitResponse {
+            status_code: i64::from(c.exit_code.unwrap_or(0)),
+        }));
+    }
+    // A container that is not running yet (`reef run` waits before it starts) exits in its next start.
+    let count = if c.is_running() {
+        c.start_count
+    } else {
+        c.start_count + 1
+    };
+    loop {
+        match rx.recv().await {
+            Ok(ev) if ev.id == c.id && ev.start_count == count => {
+                return Ok(Json(WaitResponse {
+                    status_code: i64::from(ev.exit_code),
+                }))
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(ApiError(EngineError::Conflict("daemon shutting down".into())))
+            }
+        }
+    }
+}
+
+pub async fn logs(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let full = st.engine.resolve(&id).map_err(ApiError)?;
+    let path = st.engine.paths().log(&full);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(ApiError(EngineError::Io {
+                op: format!("read {}", path.display()),
+                source: e,
+            }))
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.docker.multiplexed-stream")],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<StatusCode, ApiError> {
+    let full = st.engine.resolve(&id).map_err(ApiError)?;
+    if flag(&q, "force") && st.engine.is_running(&full).unwrap_or(false) {
+        let mut rx = st.engine.subscribe();
+        let (c, _) = st.engine.container(&full).map_err(ApiError)?;
+        kill_and_wait(&st, &full, &mut rx, c.start_count).await?;
+    }
+    let engine = st.engine.clone();
+    match blocking(move || engine.remove_container(&full)).await {
+        // --rm containers remove themselves when they exit.
+        Ok(()) | Err(ApiError(EngineError::NotFound(_))) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(e),
+    }
+}

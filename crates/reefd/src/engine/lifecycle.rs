@@ -1,0 +1,406 @@
+//! Starting, signalling, reaping and removing containers.
+//!
+//! Start order, chosen so that `kill -9` at any point can be reconciled: record the intent
+//! (`Starting`, with the sandbox and endpoints it will get) -> write /etc files -> apply the
+//! network plan (undone on failure) -> launch the process -> record `Running`. Exit order: the
+//! shim ends -> tear the network down -> record `Exited` (addresses released) -> notify.
+
+use std::sync::Arc;
+
+use reef_core::etc;
+use reef_core::model::{Container, Endpoint, NetworkMode, Status};
+use reef_core::names;
+use reef_core::plan::{self, NsRef, Op, Plan};
+use reef_runtime::{EtcFiles, LaunchSpec};
+use reef_store::Change;
+
+use super::files::{self, RenderedEtc};
+use super::{Engine, EngineError, ExitEvent, Inner, Result};
+
+/// Where a container's process will live.
+struct Placement {
+    netns: Option<std::path::PathBuf>,
+    sandbox: Option<std::path::PathBuf>,
+    endpoints: Vec<Endpoint>,
+    plan: Plan,
+    hostname: String,
+    /// Files to bind-mount; `None` render means "reuse another container's files".
+    etc_files: EtcFiles,
+    render: Option<RenderedEtc>,
+}
+
+impl Engine {
+    /// Start a created or exited container. With `wait_for_attach`, its process is held
+    /// right before exec until an attach client connects.
+    pub fn start_container(self: &Arc<Self>, key: &str, wait_for_attach: bool) -> Result<()> {
+        let mut inner = self.lock();
+        let before = self.find_in(&inner, key)?.clone();
+        if before.is_running() {
+            return Err(EngineError::NotModified);
+        }
+        let place = self.place(&inner, &before)?;
+        let mut starting = before.clone();
+        starting.status = Status::Starting;
+        starting.start_count += 1;
+        starting.sandbox = place.sandbox.as_ref().map(|p| p.display().to_string());
+        starting.endpoints = place.endpoints.clone();
+        starting.exit_code = None;
+        self.put(&mut inner, starting.clone())?;
+
+        let launched = self.bring_up(&mut inner, &starting, &place, wait_for_attach);
+        let launched = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                self.put(&mut inner, before)?;
+                return Err(e);
+            }
+        };
+        let mut running = starting;
+        running.status = Status::Running;
+        running.pid = Some(launched.pid);
+        running.shim_pid = Some(launched.shim_pid);
+        running.pid_start_time = Some(launched.pid_start_time);
+        running.started_at = Some(crate::clock::rfc3339(crate::clock::now_nanos()));
+        let (id, count) = (running.id.clone(), running.start_count);
+        self.put(&mut inner, running)?;
+        drop(inner);
+        self.watch_exit(id, count, launched.shim_pid);
+        Ok(())
+    }
+
+    /// Files, kernel, process; each step undone if a later one fails.
+    fn bring_up(
+        &self,
+        inner: &mut Inner,
+        c: &Container,
+        place: &Placement,
+        wait_for_attach: bool,
+    ) -> Result<reef_runtime::Launched> {
+        if let Some(r) = &place.render {
+            files::write_etc(&place.etc_files, r)?;
+        }
+        inner.exec.fail_after(self.fail_after_step);
+        let applied = inner.exec.apply_plan(&place.plan);
+        inner.exec.fail_after(None);
+        applied?;
+        let state_dir = self.paths.state_dir(&c.id);
+        let spec = LaunchSpec {
+            id: c.id.clone(),
+            argv: c.spec.cmd.clone(),
+            env: c.spec.env.clone(),
+            netns: place.netns.clone(),
+            hostname: place.hostname.clone(),
+            etc_files: Some(place.etc_files.clone()),
+            tty: c.spec.tty,
+            open_stdin: c.spec.open_stdin,
+            wait_for_attach,
+            state_dir: state_dir.clone(),
+            log_path: self.paths.log(&c.id),
+        };
+        let launched = std::fs::create_dir_all(&state_dir)
+            .map_err(super::io_err(format!("mkdir {}", state_dir.display())))
+            .and_then(|()| Ok(reef_runtime::launch(&spec, &self.shim)?));
+        if launched.is_err() {
+            self.undo_plan(inner, &place.plan);
+        }
+        launched
+    }
+
+    fn undo_plan(&self, inner: &mut Inner, plan: &Plan) {
+        for op in plan.rollback(plan.steps.len()) {
+            if let Err(e) = inner.exec.apply(&op) {
+                tracing::warn!(op = %op, error = %e, "rollback step failed");
+            }
+        }
+    }
+
+    /// Decide the namespace, addresses, plan and files of a start.
+    fn place(&self, inner: &Inner, c: &Container) -> Result<Placement> {
+        let mode = c.spec.network_mode.clone().unwrap_or(NetworkMode::Bridge);
+        let own_files = self.paths.etc_files(&c.id);
+        let hostname = c.hostname();
+        let host_resolv = etc::parse_resolv_conf(&self.host.resolv_conf());
+        let pick = |spec: &Vec<String>, dflt: Vec<String>| {
+            if spec.is_empty() {
+                dflt
+            } else {
+                spec.clone()
+            }
+        };
+        let dns = pick(
+            &c.spec.dns,
+            self.cfg.dns.iter().map(|d| d.to_string()).collect(),
+        );
+        let search = pick(&c.spec.dns_search, self.cfg.dns_search.clone());
+        let options = pick(&c.spec.dns_options, self.cfg.dns_opts.clone());
+        let container_resolv = || {
+            etc::render_resolv_conf(&etc::container_resolv_conf(
+                &host_resolv,
+                &dns,
+                &search,
+                &options,
+            ))
+        };
+        match mode {
+            NetworkMode::Bridge | NetworkMode::Named(_) => {
+                let net = self.bridge_network_for(inner, &mode)?;
+                let br = net.bridge.as_ref().expect("bridge network");
+                let ip = self
+                    .address_space(br)?
+                    .allocate(&self.allocated_on(inner, &net.id), c.spec.ip)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                let ep_id = self.host.random_id();
+                let mac = match &c.spec.mac {
+                    Some(m) => {
+                        names::format_mac(names::parse_mac(m).map_err(|e| {
+                            EngineError::Invalid(e.to_string())
+                        })?)
+                    }
+                    None => names::format_mac(names::mac_from_ipv4(ip)),
+                };
+                let ep = Endpoint {
+                    host_ifname: names::veth_name(&ep_id),
+                    id: ep_id,
+                    network_id: net.id.clone(),
+                    ifname: names::container_ifname(0),
+                    ip,
+                    prefix_len: br.subnet.prefix_len(),
+                    gateway: Some(br.gateway),
+                    mac,
+                };
+                let sandbox = self.paths.sandbox(&c.id);
+                let mut plan = plan::sandbox_create(sandbox.clone());
+                plan.extend(plan::attach(br, &ep, sandbox.clone()));
+                Ok(Placement {
+                    netns: Some(sandbox.clone()),
+                    sandbox: Some(sandbox),
+                    render: Some(RenderedEtc {
+                        hosts: etc::render_hosts(
+                            Some((ip, &hostname)),
+                            &c.spec.extra_hosts,
+                            &[],
+                        ),
+                        hostname: etc::render_hostname(&hostname),
+                        resolv_conf: container_resolv(),
+                    }),
+                    endpoints: vec![ep],
+                    plan,
+                    hostname,
+                    etc_files: own_files,
+                })
+            }
+            NetworkMode::None => {
+                let sandbox = self.paths.sandbox(&c.id);
+                Ok(Placement {
+                    netns: Some(sandbox.clone()),
+                    plan: plan::sandbox_create(sandbox.clone()),
+                    sandbox: Some(sandbox),
+                    endpoints: vec![],
+                    render: Some(RenderedEtc {
+                        hosts: etc::render_hosts(None, &c.spec.extra_hosts, &[]),
+                        hostname: etc::render_hostname(&hostname),
+                        resolv_conf: container_resolv(),
+                    }),
+                    hostname,
+                    etc_files: own_files,
+                })
+            }
+            NetworkMode::Host => {
+                // The host's own view, as Docker gives a --network host container.
+                let hostname = c.spec.hostname.clone().unwrap_or_else(|| self.host.hostname());
+                let mut hosts = self.host.hosts();
+                for h in &c.spec.extra_hosts {
+                    hosts.push_str(&format!("{}\t{}\n", h.addr, h.name));
+                }
+                let overridden =
+                    !(c.spec.dns.is_empty() && c.spec.dns_search.is_empty() && c.spec.dns_options.is_empty());
+                let resolv_conf = if overridden {
+                    container_resolv()
+                } else {
+                    self.host.resolv_conf()
+                };
+                Ok(Placement {
+                    netns: None,
+                    sandbox: None,
+                    endpoints: vec![],
+                    plan: Plan::default(),
+                    render: Some(RenderedEtc {
+                        hosts,
+                        hostname: etc::render_hostname(&hostname),
+                        resolv_conf,
+                    }),
+                    hostname,
+                    etc_files: own_files,
+                })
+            }
+            NetworkMode::Container(target) => {
+                let t = self.find_in(inner, &target)?;
+                if !t.is_running() {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {target}"
+                    )));
+                }
+                let netns = self.netns_of(inner, t);
+                Ok(Placement {
+                    netns,
+                    sandbox: None,
+                    endpoints: vec![],
+                    plan: Plan::default(),
+                    render: None,
+                    hostname: t.hostname(),
+                    etc_files: self.paths.etc_files(&t.id),
+                })
+            }
+        }
+    }
+
+    /// The network namespace a running container's processes are in (`None`: the host's).
+    fn netns_of(&self, inner: &Inner, c: &Container) -> Option<std::path::PathBuf> {
+        match c.spec.network_mode.clone().unwrap_or(NetworkMode::Bridge) {
+            NetworkMode::Host => None,
+            NetworkMode::Container(t) => self
+                .find_in(inner, &t)
+                .ok()
+                .and_then(|t| self.netns_of(inner, t)),
+            _ => c.sandbox.as_ref().map(std::path::PathBuf::from),
+        }
+    }
+
+    pub(crate) fn put(&self, inner: &mut Inner, c: Container) -> Result<()> {
+        inner.store.commit(&[Change::PutContainer(c.clone())])?;
+        inner.containers.insert(c.id.clone(), c);
+        Ok(())
+    }
+
+    /// Reap a container when its shim ends.
+    pub(crate) fn watch_exit(self: &Arc<Self>, id: String, start_count: u32, shim_pid: i32) {
+        let engine = Arc::clone(self);
+        self.rt.spawn(async move {
+            if let Err(e) = reef_runtime::wait_shim(shim_pid).await {
+                tracing::warn!(%id, error = %e, "cannot watch the container's shim");
+            }
+            let _ = tokio::task::spawn_blocking(move || engine.on_exit(&id, start_count)).await;
+        });
+    }
+
+    /// The shim of start `start_count` ended: tear down, record, notify.
+    pub(crate) fn on_exit(&self, id: &str, start_count: u32) {
+        let mut inner = self.lock();
+        let Some(c) = inner.containers.get(id).cloned() else {
+            return;
+        };
+        if c.start_count != start_count || !c.is_running() {
+            return;
+        }
+        let code = self.collect_exit_code(&c);
+        if let Err(e) = self.finish_exit(&mut inner, c, code) {
+            tracing::error!(%id, error = %e, "cannot record container exit");
+        }
+        let _ = self.exits.send(ExitEvent {
+            id: id.to_string(),
+            start_count,
+            exit_code: code,
+        });
+    }
+
+    /// The exit code the shim recorded; if the shim died without one, make sure the
+    /// container process is gone too and report it as killed.
+    pub(crate) fn collect_exit_code(&self, c: &Container) -> i32 {
+        let state_dir = self.paths.state_dir(&c.id);
+        if let Some(rec) = reef_runtime::read_exit(&state_dir) {
+            return rec.exit_code;
+        }
+        if let (Some(pid), Some(st)) = (c.pid, c.pid_start_time) {
+            if reef_runtime::process_alive(pid, st) {
+                let _ = reef_runtime::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        137
+    }
+
+    /// Tear down a container's network and record it as exited (or remove it with --rm).
+    pub(crate) fn finish_exit(&self, inner: &mut Inner, mut c: Container, code: i32) -> Result<()> {
+        self.teardown(inner, &c);
+        c.status = Status::Exited;
+        c.exit_code = Some(code);
+        c.finished_at = Some(crate::clock::rfc3339(crate::clock::now_nanos()));
+        c.pid = None;
+        c.shim_pid = None;
+        c.pid_start_time = None;
+        c.sandbox = None;
+        c.endpoints.clear();
+        if c.spec.auto_remove {
+            inner.store.commit(&[Change::DeleteContainer(c.id.clone())])?;
+            inner.containers.remove(&c.id);
+            self.paths.remove_container_files(&c.id);
+        } else {
+            self.put(inner, c)?;
+        }
+        Ok(())
+    }
+
+    /// Remove a container's veths and sandbox. Keeps going past errors (logged): what is left
+    /// is found again as an orphan by the next reconcile.
+    pub(crate) fn teardown(&self, inner: &mut Inner, c: &Container) {
+        let mut ops: Vec<Op> = c
+            .endpoints
+            .iter()
+            .map(|ep| Op::DeleteLink {
+                ns: NsRef::Host,
+                name: ep.host_ifname.clone(),
+            })
+            .collect();
+        if let Some(sb) = &c.sandbox {
+            ops.push(Op::DeleteSandbox { path: sb.into() });
+        }
+        for op in ops {
+            if let Err(e) = inner.exec.apply(&op) {
+                tracing::warn!(id = %c.id, op = %op, error = %e, "teardown step failed");
+            }
+        }
+        let state_dir = self.paths.state_dir(&c.id);
+        if let Err(e) = std::fs::remove_dir_all(&state_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %state_dir.display(), error = %e, "cannot remove state dir");
+            }
+        }
+    }
+
+    /// Send a signal to a running container; returns its id and start number, to wait on.
+    pub fn signal_container(
+        &self,
+        key: &str,
+        sig: nix::sys::signal::Signal,
+    ) -> Result<(String, u32)> {
+        let inner = self.lock();
+        let c = self.find_in(&inner, key)?;
+        if !c.is_running() {
+            return Err(EngineError::NotModified);
+        }
+        let pid = c.pid.ok_or(EngineError::NotModified)?;
+        reef_runtime::signal(pid, sig)?;
+        Ok((c.id.clone(), c.start_count))
+    }
+
+    /// Remove a container record that is not running.
+    pub fn remove_container(&self, key: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let c = self.find_in(&inner, key)?.clone();
+        if c.is_running() {
+            return Err(EngineError::Conflict(format!(
+                "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                c.id
+            )));
+        }
+        inner.store.commit(&[Change::DeleteContainer(c.id.clone())])?;
+        inner.containers.remove(&c.id);
+        self.paths.remove_container_files(&c.id);
+        Ok(())
+    }
+
+    /// True when a container exists and runs.
+    pub fn is_running(&self, key: &str) -> Result<bool> {
+        let inner = self.lock();
+        Ok(self.find_in(&inner, key)?.is_running())
+    }
+}

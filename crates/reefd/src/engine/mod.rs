@@ -1,0 +1,347 @@
+//! The engine: one entry point per operation (create, start, stop, remove, ...).
+//!
+//! Each operation takes the single-writer lock, reads the in-memory copy of the state, asks
+//! the core for decisions (IPAM, plans, rendered files), records its intent in the store,
+//! applies the plan through the kernel executor (rolling back on failure), and records the
+//! result. Nothing here parses flags or formats output; the API layer does that.
+
+mod files;
+mod lifecycle;
+mod networks;
+mod reconcile;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use reef_core::config::DaemonConfig;
+use reef_core::model::{Container, ContainerSpec, Network, NetworkMode, Status};
+use reef_core::{etc, names};
+use reef_kernel::exec::Executor;
+use reef_runtime::ShimCommand;
+use reef_store::{Change, Store};
+use tokio::sync::broadcast;
+
+pub use files::Paths;
+
+/// Why an operation failed; the API maps each kind to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such container or network.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (name in use, container running, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing to do (e.g. stopping a stopped container): Docker's 304.
+    #[error("not modified")]
+    NotModified,
+    /// The kernel refused.
+    #[error("{0}")]
+    Kernel(#[from] reef_kernel::KernelError),
+    /// The state database failed.
+    #[error("{0}")]
+    Store(#[from] reef_store::StoreError),
+    /// The container process could not be started.
+    #[error("{0}")]
+    Runtime(#[from] reef_runtime::RuntimeError),
+    /// A file operation failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Result of engine operations.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let op = op.into();
+    move |source| EngineError::Io { op, source }
+}
+
+/// Sent when a container's process has exited and its network is torn down.
+#[derive(Debug, Clone)]
+pub struct ExitEvent {
+    /// Container id.
+    pub id: String,
+    /// Which start of the container this exit ends.
+    pub start_count: u32,
+    /// Exit code.
+    pub exit_code: i32,
+}
+
+/// The state the lock guards.
+pub(crate) struct Inner {
+    pub store: Store,
+    pub exec: Executor,
+    pub networks: BTreeMap<String, Network>,
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// Host facts a container's files are made from; read by the daemon, passed in.
+pub trait HostFacts: Send + Sync {
+    /// The host's /etc/resolv.conf text.
+    fn resolv_conf(&self) -> String;
+    /// The host's /etc/hosts text.
+    fn hosts(&self) -> String;
+    /// The host's hostname.
+    fn hostname(&self) -> String;
+    /// 32 random bytes for an id.
+    fn random_id(&self) -> String;
+}
+
+/// The engine.
+pub struct Engine {
+    pub(crate) cfg: DaemonConfig,
+    pub(crate) paths: Paths,
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) exits: broadcast::Sender<ExitEvent>,
+    pub(crate) shim: ShimCommand,
+    pub(crate) host: Box<dyn HostFacts>,
+    pub(crate) rt: tokio::runtime::Handle,
+    /// Test hook: make the next plans fail after this many steps (REEF_FAIL_AFTER_STEP).
+    pub(crate) fail_after_step: Option<usize>,
+}
+
+/// What `create` needs besides the spec.
+pub struct CreateRequest {
+    /// `--name`, or a generated one.
+    pub name: Option<String>,
+    /// The container's settings.
+    pub spec: ContainerSpec,
+}
+
+impl Engine {
+    /// Open the engine over an already-opened store and executor, set up the default
+    /// networks and reconcile the kernel with the state.
+    pub fn start(
+        cfg: DaemonConfig,
+        store: Store,
+        exec: Executor,
+        shim: ShimCommand,
+        host: Box<dyn HostFacts>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Arc<Engine>> {
+        let paths = Paths::new(&cfg);
+        paths.prepare()?;
+        let snap = store.load()?;
+        let inner = Inner {
+            store,
+            exec,
+            networks: snap.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            containers: snap
+                .containers
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect(),
+        };
+        let fail_after_step = std::env::var("REEF_FAIL_AFTER_STEP")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let engine = Arc::new(Engine {
+            cfg,
+            paths,
+            inner: Mutex::new(inner),
+            exits: broadcast::channel(1024).0,
+            shim,
+            host,
+            rt,
+            fail_after_step,
+        });
+        engine.setup_default_networks()?;
+        engine.reconcile()?;
+        Ok(engine)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock must not wedge the daemon: the state in memory is
+        // re-derived from the store on restart anyway.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Exit notifications.
+    pub fn subscribe(&self) -> broadcast::Receiver<ExitEvent> {
+        self.exits.subscribe()
+    }
+
+    /// The daemon's configuration.
+    pub fn config(&self) -> &DaemonConfig {
+        &self.cfg
+    }
+
+    /// Create a container record (no kernel work yet).
+    pub fn create(&self, req: CreateRequest) -> Result<String> {
+        let mut inner = self.lock();
+        let name = match req.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(&n).to_string();
+                names::validate_container_name(&n).map_err(|e| EngineError::Invalid(e.to_string()))?;
+                n
+            }
+            None => self.generate_name(&inner),
+        };
+        if let Some(other) = inner.containers.values().find(|c| c.name == name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
+                 You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        self.validate_spec(&inner, &req.spec)?;
+        let id = self.host.random_id();
+        let c = Container {
+            id: id.clone(),
+            name,
+            created: crate::clock::rfc3339(crate::clock::now_nanos()),
+            spec: req.spec,
+            status: Status::Created,
+            pid: None,
+            shim_pid: None,
+            pid_start_time: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            sandbox: None,
+            endpoints: vec![],
+            start_count: 0,
+        };
+        inner.store.commit(&[Change::PutContainer(c.clone())])?;
+        inner.containers.insert(id.clone(), c);
+        Ok(id)
+    }
+
+    fn generate_name(&self, inner: &Inner) -> String {
+        // Docker picks adjective_scientist; reef uses a short random word that is unique here.
+        loop {
+            let n = format!("reef_{}", &self.host.random_id()[..8]);
+            if !inner.containers.values().any(|c| c.name == n) {
+                return n;
+            }
+        }
+    }
+
+    /// Checks every field of a spec before anything is recorded, so bad input leaves no state.
+    fn validate_spec(&self, inner: &Inner, spec: &ContainerSpec) -> Result<()> {
+        let invalid = |m: String| Err(EngineError::Invalid(m));
+        if spec.cmd.is_empty() || spec.cmd[0].is_empty() {
+            return invalid("No command specified".into());
+        }
+        etc::validate_dns(&spec.dns).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        etc::validate_dns_search(&spec.dns_search)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if let Some(mac) = &spec.mac {
+            names::parse_mac(mac).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
+        if let Some(h) = &spec.hostname {
+            if h.is_empty() || h.len() > 63 || h.chars().any(|c| c.is_whitespace() || c == '/') {
+                return invalid(format!("invalid hostname {h:?}"));
+            }
+        }
+        let mode = spec.network_mode.clone().unwrap_or(NetworkMode::Bridge);
+        match &mode {
+            NetworkMode::Container(target) => {
+                let conflicts = [
+                    (spec.hostname.is_some(), "hostname"),
+                    (!spec.dns.is_empty(), "dns"),
+                    (!spec.dns_search.is_empty(), "dns-search"),
+                    (!spec.dns_options.is_empty(), "dns-option"),
+                    (!spec.extra_hosts.is_empty(), "add-host"),
+                    (spec.mac.is_some(), "mac-address"),
+                    (spec.ip.is_some(), "ip"),
+                ];
+                if let Some((_, what)) = conflicts.iter().find(|(set, _)| *set) {
+                    return invalid(format!(
+                        "conflicting options: {what} and the network mode container:{target}"
+                    ));
+                }
+                let t = self.find_in(inner, target)?;
+                if !t.is_running() {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {target}"
+                    )));
+                }
+            }
+            NetworkMode::Host | NetworkMode::None => {
+                if spec.ip.is_some() || spec.mac.is_some() {
+                    return invalid(format!(
+                        "conflicting options: ip and mac-address need a bridge network, not --network {mode}"
+                    ));
+                }
+            }
+            NetworkMode::Bridge | NetworkMode::Named(_) => {
+                let net = self.bridge_network_for(inner, &mode)?;
+                if let Some(ip) = spec.ip {
+                    let br = net.bridge.as_ref().expect("bridge networks have bridge facts");
+                    let space = self.address_space(br)?;
+                    space
+                        .allocate(&self.allocated_on(inner, &net.id), Some(ip))
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Find a container by full id, name, or unique id prefix.
+    pub(crate) fn find_in<'a>(&self, inner: &'a Inner, key: &str) -> Result<&'a Container> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        if let Some(c) = inner.containers.get(key) {
+            return Ok(c);
+        }
+        if let Some(c) = inner.containers.values().find(|c| c.name == key) {
+            return Ok(c);
+        }
+        let mut by_prefix = inner
+            .containers
+            .values()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key));
+        match (by_prefix.next(), by_prefix.next()) {
+            (Some(c), None) => Ok(c),
+            (Some(_), Some(_)) => Err(EngineError::NotFound(format!(
+                "multiple containers match id prefix {key}"
+            ))),
+            _ => Err(EngineError::NotFound(format!("No such container: {key}"))),
+        }
+    }
+
+    /// Resolve a container reference to its id.
+    pub fn resolve(&self, key: &str) -> Result<String> {
+        let inner = self.lock();
+        Ok(self.find_in(&inner, key)?.id.clone())
+    }
+
+    /// A copy of a container and the networks it refers to.
+    pub fn container(&self, key: &str) -> Result<(Container, BTreeMap<String, Network>)> {
+        let inner = self.lock();
+        let c = self.find_in(&inner, key)?.clone();
+        Ok((c, inner.networks.clone()))
+    }
+
+    /// All containers (running only unless `all`).
+    pub fn containers(&self, all: bool) -> Vec<Container> {
+        let inner = self.lock();
+        inner
+            .containers
+            .values()
+            .filter(|c| all || c.is_running())
+            .cloned()
+            .collect()
+    }
+
+    /// Where a container's files live.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Path of a container's runtime state directory (attach socket, exit record).
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.paths.state_dir(id)
+    }
+}

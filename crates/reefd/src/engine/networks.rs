@@ -1,0 +1,299 @@
+//! The networks every reefd has: `bridge` (the default bridge `reef0`, or the user's `-b`
+//! bridge), `host` and `none`; and the IPAM view of a bridge network.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+use reef_core::config::BridgeChoice;
+use reef_core::ipam::{self, AddressSpace};
+use reef_core::model::{BridgeNetwork, Network, NetworkMode};
+use reef_core::names;
+use reef_core::plan::{self, NsRef, Op};
+use reef_store::Change;
+
+use super::{Engine, EngineError, Inner, Result};
+
+impl Engine {
+    /// Make sure `host`, `none` and (unless `-b none`) `bridge` exist, in the store and in
+    /// the kernel.
+    pub(crate) fn setup_default_networks(&self) -> Result<()> {
+        let mut inner = self.lock();
+        let mut changes = Vec::new();
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if !inner.networks.values().any(|n| n.name == name) {
+                changes.push(Change::PutNetwork(self.builtin(name, driver, None)));
+            }
+        }
+        let stored = inner
+            .networks
+            .values()
+            .find(|n| n.name == names::DEFAULT_NETWORK)
+            .cloned();
+        match &self.cfg.bridge {
+            BridgeChoice::Disabled => {
+                if let Some(n) = stored {
+                    changes.push(Change::DeleteNetwork(n.id));
+                }
+            }
+            BridgeChoice::Default => {
+                let br = self.own_default_bridge(&mut inner, stored.as_ref())?;
+                let net = match stored {
+                    Some(mut n) => {
+                        n.bridge = Some(br);
+                        n
+                    }
+                    None => self.builtin(names::DEFAULT_NETWORK, "bridge", Some(br)),
+                };
+                changes.push(Change::PutNetwork(net));
+            }
+            BridgeChoice::Named(name) => {
+                let br = self.adopt_user_bridge(&mut inner, name)?;
+                let net = match stored {
+                    Some(mut n) => {
+                        n.bridge = Some(br);
+                        n
+                    }
+                    None => self.builtin(names::DEFAULT_NETWORK, "bridge", Some(br)),
+                };
+                changes.push(Change::PutNetwork(net));
+            }
+        }
+        if self.cfg.ip_forward {
+            reef_kernel::sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        }
+        inner.store.commit(&changes)?;
+        for c in changes {
+            match c {
+                Change::PutNetwork(n) => {
+                    inner.networks.insert(n.id.clone(), n);
+                }
+                Change::DeleteNetwork(id) => {
+                    inner.networks.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn builtin(&self, name: &str, driver: &str, bridge: Option<BridgeNetwork>) -> Network {
+        Network {
+            id: self.host.random_id(),
+            name: name.into(),
+            driver: driver.into(),
+            bridge,
+            internal: false,
+            labels: Default::default(),
+            options: Default::default(),
+            created: crate::clock::rfc3339(crate::clock::now_nanos()),
+        }
+    }
+
+    /// `reef0`: created and addressed by reef. Its subnet is, in order of preference: `--bip`;
+    /// the one it had before (stable across restarts); the address `reef0` already carries;
+    /// the first default pool that collides with nothing on the host.
+    fn own_default_bridge(
+        &self,
+        inner: &mut Inner,
+        stored: Option<&Network>,
+    ) -> Result<BridgeNetwork> {
+        let ifname = names::DEFAULT_BRIDGE.to_string();
+        let host = inner.exec.host();
+        let link = host.link(&ifname)?;
+        let all_addrs = host.addrs()?;
+        let existing_v4: Vec<Ipv4Net> = link
+            .as_ref()
+            .map(|l| {
+                all_addrs
+                    .iter()
+                    .filter(|a| a.index == l.index)
+                    .filter_map(|a| match a.addr {
+                        IpNet::V4(v4) => Some(v4),
+                        IpNet::V6(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let previous = stored
+            .and_then(|n| n.bridge.as_ref())
+            .filter(|b| b.owned && b.ifname == ifname)
+            .and_then(|b| b.bridge_addr);
+        let bridge_addr = match (self.cfg.bip, previous, existing_v4.first()) {
+            (Some(bip), _, _) => bip,
+            (None, Some(prev), _) => prev,
+            (None, None, Some(addr)) => *addr,
+            (None, None, None) => {
+                let mut in_use: Vec<Ipv4Net> = all_addrs
+                    .iter()
+                    .filter_map(|a| match a.addr {
+                        IpNet::V4(v4) => Some(v4.trunc()),
+                        IpNet::V6(_) => None,
+                    })
+                    .collect();
+                in_use.extend(host.routes()?.iter().filter_map(|r| match r.dst {
+                    IpNet::V4(v4) if v4.prefix_len() > 0 => Some(v4),
+                    _ => None,
+                }));
+                in_use.extend(
+                    inner
+                        .networks
+                        .values()
+                        .filter(|n| n.name != names::DEFAULT_NETWORK)
+                        .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
+                );
+                let subnet =
+                    ipam::choose_subnet(&in_use).map_err(|e| EngineError::Invalid(e.to_string()))?;
+                Ipv4Net::new(ipam::first_host(subnet), subnet.prefix_len())
+                    .expect("prefix comes from a subnet")
+            }
+        };
+        let br = self.bridge_facts(ifname, bridge_addr, true)?;
+        let mut plan = plan::bridge_setup(&br, link.is_some());
+        // A --bip change re-addresses reef's own bridge: drop the addresses it no longer has.
+        for old in existing_v4.iter().filter(|a| **a != bridge_addr) {
+            plan.steps.insert(
+                0,
+                plan::Step {
+                    op: Op::DelAddr {
+                        ns: NsRef::Host,
+                        link: br.ifname.clone(),
+                        addr: IpNet::V4(*old),
+                    },
+                    undo: None,
+                },
+            );
+        }
+        if link.as_ref().is_some_and(|l| l.mtu != br.mtu) {
+            plan.steps.push(plan::Step {
+                op: Op::SetMtu {
+                    ns: NsRef::Host,
+                    link: br.ifname.clone(),
+                    mtu: br.mtu,
+                },
+                undo: None,
+            });
+        }
+        inner.exec.apply_plan(&plan)?;
+        Ok(br)
+    }
+
+    /// `-b NAME`: a bridge the user made. reef reads its address and never changes it.
+    fn adopt_user_bridge(&self, inner: &mut Inner, name: &str) -> Result<BridgeNetwork> {
+        let host = inner.exec.host();
+        let link = host.link(name)?.ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "bridge {name:?} not found: create it first (ip link add {name} type bridge) or leave out -b"
+            ))
+        })?;
+        if link.kind.as_deref() != Some("bridge") {
+            return Err(EngineError::Invalid(format!(
+                "-b {name}: {name} is a {} interface, not a bridge",
+                link.kind.as_deref().unwrap_or("plain")
+            )));
+        }
+        let addr = host
+            .addrs()?
+            .into_iter()
+            .filter(|a| a.index == link.index)
+            .find_map(|a| match a.addr {
+                IpNet::V4(v4) => Some(v4),
+                IpNet::V6(_) => None,
+            })
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "bridge {name} has no IPv4 address: reef takes the containers' subnet from it"
+                ))
+            })?;
+        self.bridge_facts(name.to_string(), addr, false)
+    }
+
+    /// The IPAM facts of a bridge with this address, checked against `--fixed-cidr` and
+    /// `--default-gateway`.
+    fn bridge_facts(&self, ifname: String, addr: Ipv4Net, owned: bool) -> Result<BridgeNetwork> {
+        let subnet = addr.trunc();
+        if let Some(fc) = self.cfg.fixed_cidr {
+            if !subnet.contains(&fc) {
+                return Err(EngineError::Invalid(format!(
+                    "--fixed-cidr {fc} is not within the bridge subnet {subnet}"
+                )));
+            }
+        }
+        let gateway = match self.cfg.default_gateway {
+            Some(gw) if !subnet.contains(&gw) => {
+                return Err(EngineError::Invalid(format!(
+                    "--default-gateway {gw} is not within the bridge subnet {subnet}"
+                )))
+            }
+            Some(gw) => gw,
+            None => addr.addr(),
+        };
+        Ok(BridgeNetwork {
+            ifname,
+            subnet,
+            gateway,
+            bridge_addr: Some(addr),
+            ip_range: self.cfg.fixed_cidr,
+            mtu: self.cfg.mtu,
+            owned,
+        })
+    }
+
+    /// The network a bridge-kind mode puts a container on.
+    pub(crate) fn bridge_network_for<'a>(
+        &self,
+        inner: &'a Inner,
+        mode: &NetworkMode,
+    ) -> Result<&'a Network> {
+        let key = match mode {
+            NetworkMode::Bridge => names::DEFAULT_NETWORK,
+            NetworkMode::Named(n) => n.as_str(),
+            _ => unreachable!("only bridge-kind modes have a bridge network"),
+        };
+        let net = inner
+            .networks
+            .values()
+            .find(|n| n.name == key || n.id == key)
+            .or_else(|| {
+                let mut m = inner.networks.values().filter(|n| n.id.starts_with(key));
+                match (m.next(), m.next()) {
+                    (Some(n), None) => Some(n),
+                    _ => None,
+                }
+            });
+        match net {
+            Some(n) if n.bridge.is_some() => Ok(n),
+            Some(n) => Err(EngineError::Invalid(format!(
+                "network {} uses the {} driver: use --network {} instead",
+                n.name,
+                n.driver,
+                if n.driver == "null" { "none" } else { &n.name }
+            ))),
+            None if key == names::DEFAULT_NETWORK => Err(EngineError::Invalid(
+                "the default bridge network is disabled (-b none)".into(),
+            )),
+            None => Err(EngineError::NotFound(format!("network {key} not found"))),
+        }
+    }
+
+    /// The addresses containers of a bridge network may get.
+    pub(crate) fn address_space(&self, br: &BridgeNetwork) -> Result<AddressSpace> {
+        let mut reserved = vec![br.gateway];
+        if let Some(a) = br.bridge_addr {
+            reserved.push(a.addr());
+        }
+        AddressSpace::new(br.subnet, br.ip_range, reserved)
+            .map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+
+    /// Addresses held on a network by containers that are running or starting.
+    pub(crate) fn allocated_on(&self, inner: &Inner, network_id: &str) -> BTreeSet<Ipv4Addr> {
+        inner
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network_id == network_id)
+            .map(|e| e.ip)
+            .collect()
+    }
+}

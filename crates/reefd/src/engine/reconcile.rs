@@ -1,0 +1,185 @@
+//! Start-up reconciliation: make the kernel and the disk agree with the store.
+//!
+//! After a crash (even `kill -9` mid-operation) the store says what each container was
+//! doing. Running containers whose process still lives are re-adopted (missing veths are
+//! re-created); ones whose process died meanwhile are reaped; half-done starts are undone.
+//! Then anything carrying reef's mark that no record accounts for is removed: host veths with
+//! a `reef:` alias, sandbox mounts, state directories.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use reef_core::model::{Container, Status};
+use reef_core::names;
+use reef_core::plan;
+
+use super::{Engine, Inner, Result};
+
+impl Engine {
+    pub(crate) fn reconcile(self: &Arc<Self>) -> Result<()> {
+        let mut inner = self.lock();
+        let containers: Vec<Container> = inner.containers.values().cloned().collect();
+        let mut watch = Vec::new();
+        for c in containers {
+            match c.status {
+                Status::Running | Status::Stopping => {
+                    let alive = matches!((c.pid, c.pid_start_time), (Some(p), Some(st)) if reef_runtime::process_alive(p, st));
+                    if alive {
+                        self.repair_network(&mut inner, &c);
+                        if let Some(shim) = c.shim_pid {
+                            watch.push((c.id.clone(), c.start_count, shim));
+                        }
+                        tracing::info!(id = %c.short_id(), "re-adopted running container");
+                    } else {
+                        let code = self.collect_exit_code(&c);
+                        tracing::info!(id = %c.short_id(), code, "container exited while reefd was down");
+                        self.finish_exit(&mut inner, c, code)?;
+                    }
+                }
+                Status::Starting => {
+                    tracing::info!(id = %c.short_id(), "undoing an interrupted start");
+                    self.kill_orphan_shim(&c.id);
+                    self.teardown(&mut inner, &c);
+                    let mut back = c;
+                    back.status = if back.start_count > 1 {
+                        Status::Exited
+                    } else {
+                        Status::Created
+                    };
+                    back.sandbox = None;
+                    back.endpoints.clear();
+                    back.pid = None;
+                    back.shim_pid = None;
+                    self.put(&mut inner, back)?;
+                }
+                Status::Created | Status::Exited => {}
+            }
+        }
+        self.remove_orphans(&mut inner)?;
+        drop(inner);
+        for (id, count, shim) in watch {
+            self.watch_exit(id, count, shim);
+        }
+        Ok(())
+    }
+
+    /// A re-adopted container whose host veth vanished gets its attachment again.
+    fn repair_network(&self, inner: &mut Inner, c: &Container) {
+        let Some(sandbox) = c.sandbox.as_deref().map(Path::new) else {
+            return;
+        };
+        if !reef_kernel::netns::is_bound(sandbox) {
+            tracing::warn!(id = %c.short_id(), "sandbox of a running container is gone; it stays without network");
+            return;
+        }
+        for ep in &c.endpoints {
+            let present = matches!(inner.exec.host().link(&ep.host_ifname), Ok(Some(_)));
+            if present {
+                continue;
+            }
+            let Some(br) = inner
+                .networks
+                .get(&ep.network_id)
+                .and_then(|n| n.bridge.clone())
+            else {
+                continue;
+            };
+            // The peer died with the host end; clear a stale one before re-creating the pair.
+            let _ = inner.exec.apply(&plan::Op::DeleteLink {
+                ns: plan::NsRef::Sandbox(sandbox.to_path_buf()),
+                name: ep.ifname.clone(),
+            });
+            match inner
+                .exec
+                .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
+            {
+                Ok(()) => tracing::info!(id = %c.short_id(), veth = %ep.host_ifname, "repaired missing veth"),
+                Err(e) => tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth"),
+            }
+        }
+    }
+
+    /// A start that was cut off may have left a shim and its child running.
+    fn kill_orphan_shim(&self, id: &str) {
+        let pid_file = self.paths.state_dir(id).join("shim.pid");
+        let Some(shim) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        let children = std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children"))
+            .unwrap_or_default();
+        let is_shim = std::fs::read_to_string(format!("/proc/{shim}/cmdline"))
+            .map(|c| c.contains(id))
+            .unwrap_or(false);
+        if !is_shim {
+            return;
+        }
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            let _ = reef_runtime::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = reef_runtime::signal(shim, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Remove reef-marked kernel objects and files that no record accounts for.
+    fn remove_orphans(&self, inner: &mut Inner) -> Result<()> {
+        let live_endpoints: BTreeSet<String> = inner
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.id.clone()))
+            .collect();
+        for link in inner.exec.host().links()? {
+            let Some(ep) = link.alias.as_deref().and_then(names::endpoint_from_alias) else {
+                continue;
+            };
+            if !live_endpoints.contains(ep) {
+                tracing::info!(link = %link.name, "removing orphaned veth");
+                if let Err(e) = inner.exec.host().delete_link(&link.name) {
+                    if !e.is_not_found() {
+                        tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned veth");
+                    }
+                }
+            }
+        }
+        let live_sandboxes: BTreeSet<String> = inner
+            .containers
+            .values()
+            .filter_map(|c| c.sandbox.clone())
+            .collect();
+        if let Ok(dir) = std::fs::read_dir(self.paths.netns_dir()) {
+            for entry in dir.flatten() {
+                let path = entry.path();
+                if !live_sandboxes.contains(&path.display().to_string()) {
+                    tracing::info!(sandbox = %path.display(), "removing orphaned sandbox");
+                    if let Err(e) = reef_kernel::netns::remove_bound(&path) {
+                        tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove orphaned sandbox");
+                    }
+                }
+            }
+        }
+        let known: BTreeSet<&str> = inner.containers.keys().map(String::as_str).collect();
+        let running: BTreeSet<&str> = inner
+            .containers
+            .values()
+            .filter(|c| c.is_running())
+            .map(|c| c.id.as_str())
+            .collect();
+        for (dir, keep) in [
+            (self.paths.exec_root.join("containers"), &running),
+            (self.paths.data_root.join("containers"), &known),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !keep.contains(name.as_str()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
