@@ -263,8 +263,8 @@ pub mod stream {
         let mut out = Vec::new();
         let mut at = 0;
         while buf.len() - at >= 8 {
-            let len = u32::from_be_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]])
-                as usize;
+            let len =
+                u32::from_be_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]]) as usize;
             if buf.len() - at - 8 < len {
                 break;
             }

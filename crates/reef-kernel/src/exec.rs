@@ -63,8 +63,9 @@ impl Executor {
 
     /// Test hook for rollback: make [`apply_plan`](Executor::apply_plan) fail with
     /// [`KernelError::Injected`] instead of executing step `n` (0-based), so steps
-    /// `0..n` are applied and then rolled back. `None` turns it off. The daemon sets it
-    /// from `REEF_FAIL_AFTER_STEP`.
+    /// `0..n` are applied and then rolled back. It holds for every later `apply_plan` call
+    /// (a plan of `n` steps or fewer is unaffected) until `None` turns it off. The daemon
+    /// sets it from `REEF_FAIL_AFTER_STEP`.
     pub fn fail_after(&mut self, n: Option<usize>) {
         self.fail_before = n;
     }

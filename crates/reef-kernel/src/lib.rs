@@ -18,3 +18,16 @@ pub use error::KernelError;
 pub use exec::Executor;
 pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo};
 pub use netns::Netns;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_and_errors_cross_threads() {
+        send_sync::<crate::KernelError>();
+        send_sync::<crate::Netlink>();
+        send_sync::<crate::Netns>();
+        send_sync::<crate::Executor>();
+    }
+}

@@ -34,10 +34,19 @@ impl Netns {
         Netns::open(Path::new(THREAD_NETNS))
     }
 
-    /// Open a namespace file (`/proc/<pid>/ns/net` or a bind mount of one).
+    /// Open a namespace file (`/proc/<pid>/ns/net` or a bind mount of one). A path that
+    /// exists but holds no namespace (a sandbox file left unmounted) fails with `ENOENT`
+    /// like a missing one: either way there is no namespace there.
     pub fn open(path: &Path) -> Result<Netns, KernelError> {
-        let file = File::open(path)
-            .map_err(|e| KernelError::io(format!("open netns {}", path.display()), e))?;
+        let op = || format!("open netns {}", path.display());
+        let file = File::open(path).map_err(|e| KernelError::io(op(), e))?;
+        let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| KernelError::errno_io(op(), e))?;
+        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+            return Err(KernelError::io(
+                format!("{} (not a namespace mount)", op()),
+                io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
         Ok(Netns { fd: file.into() })
     }
 

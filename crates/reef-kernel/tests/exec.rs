@@ -255,6 +255,8 @@ fn undo_ops_tolerate_absence_and_add_addr_tolerates_presence() {
         let mut ex = Executor::new().unwrap();
         let sb = tmp.join("c5");
         let gone = tmp.join("never");
+        let stale = tmp.join("stale");
+        std::fs::write(&stale, b"").unwrap();
         ex.apply(&Op::CreateSandbox { path: sb.clone() }).unwrap();
         let err = ex
             .apply(&Op::CreateSandbox { path: sb.clone() })
@@ -280,9 +282,19 @@ fn undo_ops_tolerate_absence_and_add_addr_tolerates_presence() {
                 addr: "10.9.9.9/32".parse().unwrap(),
             },
             Op::DeleteSandbox { path: gone.clone() },
+            // A sandbox file left unmounted holds no namespace, so nothing to delete.
+            Op::DeleteLink {
+                ns: NsRef::Sandbox(stale.clone()),
+                name: "eth0".into(),
+            },
+            Op::DeleteSandbox {
+                path: stale.clone(),
+            },
         ] {
             ex.apply(&op).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
+
+        assert!(!stale.exists());
 
         let add = Op::AddAddr {
             ns: NsRef::Sandbox(sb.clone()),

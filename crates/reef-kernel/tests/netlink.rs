@@ -115,6 +115,19 @@ fn bridge_veth_master_addresses_routes_and_delete() {
             "{routes:?}"
         );
 
+        // The kernel's extended-ack text comes along with the errno.
+        let unreachable = snl
+            .add_route(net("10.50.0.0/16"), Some(ip("10.77.0.1")), "eth0")
+            .unwrap_err();
+        match &unreachable {
+            reef_kernel::KernelError::Netlink { errno, detail, .. } => {
+                assert_eq!(*errno, libc::ENETUNREACH, "{unreachable}");
+                assert!(detail.is_some(), "no extended ack in {unreachable}");
+            }
+            other => panic!("{other}"),
+        }
+        eprintln!("{unreachable}");
+
         let mixed = snl
             .add_route(net("10.1.0.0/16"), Some(ip("fd00:99::1")), "eth0")
             .unwrap_err();

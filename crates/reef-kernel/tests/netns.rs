@@ -49,6 +49,8 @@ fn create_bound_remove_bound_leave_nothing_behind() {
         // A plain file or a directory is not a bound namespace.
         std::fs::write(&path, b"").unwrap();
         assert!(!netns::is_bound(&path));
+        let err = Netns::open(&path).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
         assert!(!netns::is_bound(&tmp.path));
         assert!(!netns::is_bound(Path::new("/nonexistent/rk")));
         netns::remove_bound(&path).unwrap();

@@ -46,10 +46,7 @@ fn with_short_path<T>(state_dir: &Path, f: impl FnOnce(&Path) -> io::Result<T>) 
         return f(&path);
     }
     let dir = File::open(state_dir)?;
-    let short = PathBuf::from(format!(
-        "/proc/self/fd/{}/{ATTACH_SOCKET}",
-        dir.as_raw_fd()
-    ));
+    let short = PathBuf::from(format!("/proc/self/fd/{}/{ATTACH_SOCKET}", dir.as_raw_fd()));
     let result = f(&short);
     drop(dir);
     result

@@ -109,9 +109,8 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
                 io_error_text(&e)
             ),
         })?;
-        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| {
-            setup_error(format!("join network namespace {}", ns.display()), e)
-        })?;
+        setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| setup_error(format!("join network namespace {}", ns.display()), e))?;
     }
 
     unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)

@@ -80,7 +80,11 @@ mod tests {
         assert_eq!(used, whole);
         assert_eq!(
             frames,
-            vec![(STDOUT, &b"out\n"[..]), (STDERR, &b"err\n"[..]), (STDOUT, &b""[..])]
+            vec![
+                (STDOUT, &b"out\n"[..]),
+                (STDERR, &b"err\n"[..]),
+                (STDOUT, &b""[..])
+            ]
         );
         assert_eq!(collect_stream(&buf, STDERR), b"err\n");
     }

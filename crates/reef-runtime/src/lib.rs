@@ -31,8 +31,7 @@ pub use launch::launch;
 pub use process::{pid_start_time, process_alive, signal, wait_shim};
 pub use shim::shim_main;
 pub use spec::{
-    read_exit, read_shim_pid, EtcFiles, ExitRecord, LaunchSpec, Launched, ShimCommand,
-    DEFAULT_PATH,
+    read_exit, read_shim_pid, EtcFiles, ExitRecord, LaunchSpec, Launched, ShimCommand, DEFAULT_PATH,
 };
 
 /// Name of the attach socket in a container's state directory.

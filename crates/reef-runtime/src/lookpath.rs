@@ -73,7 +73,10 @@ mod tests {
             e.message,
             r#"exec: "nosuchcmd": executable file not found in $PATH"#
         );
-        assert_eq!(look_path("", DEFAULT_PATH).unwrap_err().kind, StartErrorKind::NotFound);
+        assert_eq!(
+            look_path("", DEFAULT_PATH).unwrap_err().kind,
+            StartErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -182,9 +182,7 @@ impl Stdio {
                 ws_ypixel: 0,
             };
             // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer we pass.
-            Errno::result(unsafe {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size)
-            })?;
+            Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) })?;
             set_nonblocking(&master)?;
             Ok(Stdio::Tty {
                 master: File::from(OwnedFd::from(master)),

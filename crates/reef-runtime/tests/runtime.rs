@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -19,9 +19,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{geteuid, Pid};
 use reef_runtime::frames::{self, STDERR, STDOUT};
 use reef_runtime::{
-    attach_socket, connect_attach, launch, pid_start_time, process_alive, read_exit,
-    read_shim_pid, signal, wait_shim, EtcFiles, ExitRecord, LaunchSpec, Launched, RuntimeError,
-    ShimCommand, StartErrorKind, DEFAULT_PATH,
+    attach_socket, connect_attach, launch, pid_start_time, process_alive, read_exit, read_shim_pid,
+    signal, wait_shim, EtcFiles, ExitRecord, LaunchSpec, Launched, RuntimeError, ShimCommand,
+    StartErrorKind, DEFAULT_PATH,
 };
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -134,9 +134,14 @@ impl Sandbox {
         drop(self);
         assert!(!dir.exists(), "{} left behind", dir.display());
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // Mount points are field 5 of mountinfo; match the directory with its slash so that
+        // rr-P-1 does not match rr-P-12.
+        let prefix = format!("{}/", dir.display());
         assert!(
-            !mountinfo.contains(dir.to_str().unwrap()),
-            "mount left behind"
+            !mountinfo
+                .lines()
+                .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix))),
+            "mount left behind under {prefix}"
         );
         for (l, shim_start) in started {
             assert!(!process_alive(l.pid, l.pid_start_time), "container left");
@@ -260,7 +265,10 @@ fn hostname_etc_files_and_env_inside_host_untouched() {
     );
     assert_eq!(text(&out), expected);
     // The files are mounted read-write: the container's write went to our file.
-    assert_eq!(fs::read_to_string(sb.dir.join("hostname")).unwrap(), "changed\n");
+    assert_eq!(
+        fs::read_to_string(sb.dir.join("hostname")).unwrap(),
+        "changed\n"
+    );
     sb.finish();
 
     let after: Vec<_> = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
@@ -280,27 +288,36 @@ fn container_is_in_its_namespaces_and_sigkill_gives_137() {
     let l = sb.launch(&spec).unwrap();
     assert!(process_alive(l.pid, l.pid_start_time));
     assert!(!process_alive(l.pid, l.pid_start_time + 1));
-    assert_eq!(
-        ns_link(l.pid, "net"),
-        format!("net:[{}]", sb.netns_inode())
-    );
+    assert_eq!(ns_link(l.pid, "net"), format!("net:[{}]", sb.netns_inode()));
     let me = std::process::id() as i32;
     assert_ne!(ns_link(l.pid, "uts"), ns_link(me, "uts"));
     assert_ne!(ns_link(l.pid, "mnt"), ns_link(me, "mnt"));
     // The shim stays in our namespaces, in a session of its own.
     assert_eq!(ns_link(l.shim_pid, "mnt"), ns_link(me, "mnt"));
-    assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(l.shim_pid))).unwrap().as_raw(), l.shim_pid);
-    assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(l.pid))).unwrap().as_raw(), l.pid);
+    assert_eq!(
+        nix::unistd::getsid(Some(Pid::from_raw(l.shim_pid)))
+            .unwrap()
+            .as_raw(),
+        l.shim_pid
+    );
+    assert_eq!(
+        nix::unistd::getsid(Some(Pid::from_raw(l.pid)))
+            .unwrap()
+            .as_raw(),
+        l.pid
+    );
     // Exec'd already: /proc/PID/exe is sleep, not the shim.
     let exe = fs::read_link(format!("/proc/{}/exe", l.pid)).unwrap();
     assert!(exe.to_string_lossy().contains("sleep"), "{exe:?}");
 
     signal(l.pid, Signal::SIGKILL).unwrap();
     assert_eq!(sb.wait(&l, &spec).exit_code, 137);
-    assert!(matches!(
-        signal(l.pid, Signal::SIGKILL),
-        Err(RuntimeError::NoSuchProcess(_))
-    ) || pid_start_time(l.pid) != Some(l.pid_start_time));
+    assert!(
+        matches!(
+            signal(l.pid, Signal::SIGKILL),
+            Err(RuntimeError::NoSuchProcess(_))
+        ) || pid_start_time(l.pid) != Some(l.pid_start_time)
+    );
 
     let spec = sb.spec("b", &["sleep", "1000"]);
     let l = sb.launch(&spec).unwrap();
@@ -314,7 +331,12 @@ fn start_errors_use_docker_wording() {
     let sb = Sandbox::new();
     let spec = sb.spec("a", &["nosuchcmd", "x"]);
     match sb.launch(&spec) {
-        Err(e @ RuntimeError::Start { kind: StartErrorKind::NotFound, .. }) => {
+        Err(
+            e @ RuntimeError::Start {
+                kind: StartErrorKind::NotFound,
+                ..
+            },
+        ) => {
             assert_eq!(
                 e.to_string(),
                 r#"exec: "nosuchcmd": executable file not found in $PATH"#
@@ -332,7 +354,10 @@ fn start_errors_use_docker_wording() {
     let mut spec = sb.spec("b", &["sh", "-c", "true"]);
     spec.env = vec!["PATH=/nonexistent".into()];
     let e = sb.launch(&spec).unwrap_err();
-    assert_eq!(e.to_string(), r#"exec: "sh": executable file not found in $PATH"#);
+    assert_eq!(
+        e.to_string(),
+        r#"exec: "sh": executable file not found in $PATH"#
+    );
 
     let e = sb.launch(&sb.spec("c", &["/no/such/prog"])).unwrap_err();
     assert_eq!(
@@ -348,7 +373,9 @@ fn start_errors_use_docker_wording() {
     let bad = sb.dir.join("bad");
     fs::write(&bad, b"\x01\x02\x03garbage").unwrap();
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o755)).unwrap();
-    let e = sb.launch(&sb.spec("e", &[bad.to_str().unwrap()])).unwrap_err();
+    let e = sb
+        .launch(&sb.spec("e", &[bad.to_str().unwrap()]))
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("exec {}: exec format error", bad.display())
@@ -373,7 +400,10 @@ fn start_errors_use_docker_wording() {
 
     let mut spec = sb.spec("i", &["true"]);
     spec.argv.clear();
-    assert!(matches!(sb.launch(&spec), Err(RuntimeError::InvalidSpec(_))));
+    assert!(matches!(
+        sb.launch(&spec),
+        Err(RuntimeError::InvalidSpec(_))
+    ));
     let e = launch(
         &sb.spec("j", &["true"]),
         &ShimCommand {
@@ -419,7 +449,10 @@ fn wait_for_attach_then_stdin_echo_through_cat() {
 #[test]
 fn several_clients_and_late_clients_get_only_new_output() {
     let sb = Sandbox::new();
-    let mut spec = sb.spec("a", &["sh", "-c", "echo early; read x; echo got $x; echo bye >&2"]);
+    let mut spec = sb.spec(
+        "a",
+        &["sh", "-c", "echo early; read x; echo got $x; echo bye >&2"],
+    );
     spec.open_stdin = true;
     let l = sb.launch(&spec).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -442,7 +475,8 @@ fn several_clients_and_late_clients_get_only_new_output() {
 #[test]
 fn tty_mode_raw_stream_and_controlling_terminal() {
     let sb = Sandbox::new();
-    let script = "tty; stty size; echo T=$TERM; (: </dev/tty) && echo ctty-ok; read x; echo got:$x; exit 5";
+    let script =
+        "tty; stty size; echo T=$TERM; (: </dev/tty) && echo ctty-ok; read x; echo got:$x; exit 5";
     let mut spec = sb.spec("a", &["sh", "-c", script]);
     spec.tty = true;
     spec.open_stdin = true;
@@ -451,10 +485,19 @@ fn tty_mode_raw_stream_and_controlling_terminal() {
     let client = attach(&spec);
     (&client).write_all(b"hi\n").unwrap();
     let got = text(&read_to_eof(&client));
-    for want in ["/dev/pts/", "24 80\r\n", "T=xterm\r\n", "ctty-ok\r\n", "got:hi\r\n"] {
+    for want in [
+        "/dev/pts/",
+        "24 80\r\n",
+        "T=xterm\r\n",
+        "ctty-ok\r\n",
+        "got:hi\r\n",
+    ] {
         assert!(got.contains(want), "{want:?} not in {got:?}");
     }
-    assert!(!got.as_bytes().starts_with(&[1, 0, 0, 0]), "tty stream is raw");
+    assert!(
+        !got.as_bytes().starts_with(&[1, 0, 0, 0]),
+        "tty stream is raw"
+    );
     assert_eq!(sb.wait(&l, &spec).exit_code, 5);
     let log = fs::read(&spec.log_path).unwrap();
     let (fr, used) = frames::decode(&log);
@@ -467,7 +510,14 @@ fn tty_mode_raw_stream_and_controlling_terminal() {
 #[test]
 fn tty_without_open_stdin_discards_client_input() {
     let sb = Sandbox::new();
-    let mut spec = sb.spec("a", &["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo tty; sleep 0.3; exit 0"]);
+    let mut spec = sb.spec(
+        "a",
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo tty; sleep 0.3; exit 0",
+        ],
+    );
     spec.tty = true;
     spec.wait_for_attach = true;
     let l = sb.launch(&spec).unwrap();
@@ -528,7 +578,10 @@ fn host_mode_uses_the_callers_network_namespace() {
 #[test]
 fn slow_client_does_not_block_the_container() {
     let sb = Sandbox::new();
-    let mut spec = sb.spec("a", &["sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"]);
+    let mut spec = sb.spec(
+        "a",
+        &["sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"],
+    );
     spec.wait_for_attach = true;
     let l = sb.launch(&spec).unwrap();
     let client = attach(&spec); // never reads until the end
@@ -579,12 +632,19 @@ fn wait_shim_for_gone_and_non_child_processes() {
 fn long_state_dir_paths_still_attach() {
     let sb = Sandbox::new();
     let mut spec = sb.spec("a", &["echo", "long"]);
-    spec.state_dir = sb.dir.join("x".repeat(60)).join("containers").join("a".repeat(64));
+    spec.state_dir = sb
+        .dir
+        .join("x".repeat(60))
+        .join("containers")
+        .join("a".repeat(64));
     spec.wait_for_attach = true;
     assert!(attach_socket(&spec.state_dir).as_os_str().len() > 108);
     let l = sb.launch(&spec).unwrap();
     let client = attach(&spec);
-    assert_eq!(frames::collect_stream(&read_to_eof(&client), STDOUT), b"long\n");
+    assert_eq!(
+        frames::collect_stream(&read_to_eof(&client), STDOUT),
+        b"long\n"
+    );
     assert_eq!(sb.wait(&l, &spec).exit_code, 0);
     sb.finish();
 }
@@ -611,9 +671,4 @@ fn launch_latency_figures() {
         worst
     );
     sb.finish();
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -23,7 +23,7 @@ pub enum Change {
     /// Delete a network by id.
     DeleteNetwork(String),
     /// Insert or replace a container.
-    PutContainer(Container),
+    PutContainer(Box<Container>),
     /// Delete a container by id.
     DeleteContainer(String),
 }
@@ -198,8 +198,8 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.commit(&[
-                Change::PutContainer(container("a")),
-                Change::PutContainer(container("b")),
+                Change::PutContainer(Box::new(container("a"))),
+                Change::PutContainer(Box::new(container("b"))),
             ])
             .unwrap();
             s.commit(&[Change::DeleteContainer("a".into())]).unwrap();

@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "reef", version, about)]
 pub struct Cli {
     /// Daemon socket to connect to.
-    #[arg(short = 'H', long = "host", env = "REEF_HOST", default_value = "unix:///run/reef/reef.sock", global = true)]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "REEF_HOST",
+        default_value = "unix:///run/reef/reef.sock",
+        global = true,
+        overrides_with = "host"
+    )]
     pub host: String,
     #[command(subcommand)]
     pub command: Command,

@@ -12,6 +12,19 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
+/// Percent-encode one path segment or query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Talks to one daemon.
 pub struct Client {
     socket: PathBuf,
@@ -96,7 +109,11 @@ impl Client {
         Ok(sender)
     }
 
-    fn build(method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Request<Full<Bytes>>> {
+    fn build(
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -108,9 +125,16 @@ impl Client {
     }
 
     /// Send one request and read the whole answer.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Answer> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Answer> {
         let mut sender = self.connect().await?;
-        let resp = sender.send_request(Self::build(method, path, body)?).await?;
+        let resp = sender
+            .send_request(Self::build(method, path, body)?)
+            .await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         Ok(Answer { status, body })
@@ -136,8 +160,10 @@ impl Client {
     pub async fn upgrade(&self, path: &str) -> anyhow::Result<TokioIo<hyper::upgrade::Upgraded>> {
         let mut sender = self.connect().await?;
         let mut req = Self::build(Method::POST, path, None)?;
-        req.headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+        req.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
         req.headers_mut()
             .insert(header::UPGRADE, header::HeaderValue::from_static("tcp"));
         let resp = sender.send_request(req).await?;

@@ -11,7 +11,7 @@ use reef_api::{
 };
 
 use crate::args::{Cli, Command, CreateArgs, ExecArgs};
-use crate::client::{Client, DaemonError};
+use crate::client::{enc, Client, DaemonError};
 use crate::{attach, format};
 
 /// Run the parsed command line.
@@ -30,7 +30,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let client = &client;
                 async move {
                     client
-                        .call(Method::POST, &format!("/containers/{c}/stop?t={time}"), None)
+                        .call(
+                            Method::POST,
+                            &format!("/containers/{c}/stop?t={time}"),
+                            None,
+                        )
                         .await?
                         .ok()
                 }
@@ -42,7 +46,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let client = &client;
                 async move {
                     client
-                        .call(Method::POST, &format!("/containers/{c}/restart?t={time}"), None)
+                        .call(
+                            Method::POST,
+                            &format!("/containers/{c}/restart?t={time}"),
+                            None,
+                        )
                         .await?
                         .ok()
                 }
@@ -52,7 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill { signal, containers } => {
             each(&containers, |c| {
                 let client = &client;
-                let signal = signal.clone();
+                let signal = enc(&signal);
                 async move {
                     client
                         .call(
@@ -83,10 +91,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Ps { all, quiet } => ps(&client, all, quiet).await,
-        Command::Inspect { format: fmt, containers } => inspect(&client, fmt, &containers).await,
+        Command::Inspect {
+            format: fmt,
+            containers,
+        } => inspect(&client, fmt, &containers).await,
         Command::Logs { container } => {
+            let container = enc(&container);
             let ans = client
-                .call(Method::GET, &format!("/containers/{container}/logs?stdout=1&stderr=1"), None)
+                .call(
+                    Method::GET,
+                    &format!("/containers/{container}/logs?stdout=1&stderr=1"),
+                    None,
+                )
                 .await?;
             ans.ok()?;
             attach::print_log(&ans.body)?;
@@ -105,7 +121,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => {
             let v: reef_api::Version = client.get("/version").await?;
             println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));
-            println!("Server:\n Version:\t{}\n API version:\t{}", v.version, v.api_version);
+            println!(
+                "Server:\n Version:\t{}\n API version:\t{}",
+                v.version, v.api_version
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -120,7 +139,7 @@ where
 {
     let mut failed = false;
     for c in containers {
-        match f(c.clone()).await {
+        match f(enc(c)).await {
             Ok(()) => println!("{c}"),
             Err(e) => {
                 eprintln!("{e:#}");
@@ -141,7 +160,10 @@ fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
         endpoints.insert(
             a.network.clone(),
             EndpointSettings {
-                ipam_config: a.ip.clone().map(|ip| EndpointIpamConfig { ipv4_address: ip }),
+                ipam_config: a
+                    .ip
+                    .clone()
+                    .map(|ip| EndpointIpamConfig { ipv4_address: ip }),
                 mac_address: a.mac_address.clone().unwrap_or_default(),
                 ..Default::default()
             },
@@ -173,7 +195,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
 
 async fn create(client: &Client, a: &CreateArgs, attach: bool) -> anyhow::Result<String> {
     let path = match &a.name {
-        Some(n) => format!("/containers/create?name={n}"),
+        Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),
     };
     let r: CreateResponse = client.post_json(&path, &create_body(a, attach)).await?;
@@ -207,11 +229,12 @@ async fn run_container(client: &Client, detach: bool, a: CreateArgs) -> anyhow::
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
-    let io = client.upgrade(&format!(
-        "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
-        u8::from(a.interactive)
-    ))
-    .await?;
+    let io = client
+        .upgrade(&format!(
+            "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+            u8::from(a.interactive)
+        ))
+        .await?;
     if let Err(e) = start_one(client, &id).await {
         let _ = client
             .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
@@ -234,17 +257,23 @@ async fn start_one(client: &Client, id: &str) -> anyhow::Result<()> {
         .ok()
 }
 
-async fn start(client: &Client, attach_out: bool, containers: &[String]) -> anyhow::Result<ExitCode> {
+async fn start(
+    client: &Client,
+    attach_out: bool,
+    containers: &[String],
+) -> anyhow::Result<ExitCode> {
     if !attach_out {
         return each(containers, |c| async move { start_one(client, &c).await }).await;
     }
     if containers.len() != 1 {
         bail!("you cannot start and attach multiple containers at once");
     }
-    let c = &containers[0];
+    let c = &enc(&containers[0]);
     let info: ContainerInspect = client.get(&format!("/containers/{c}/json")).await?;
     let io = client
-        .upgrade(&format!("/containers/{c}/attach?stream=1&stdout=1&stderr=1"))
+        .upgrade(&format!(
+            "/containers/{c}/attach?stream=1&stdout=1&stderr=1"
+        ))
         .await?;
     start_one(client, c).await?;
     attach::pump(io, info.config.tty, false).await?;
@@ -282,14 +311,24 @@ async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode>
                 format!("{} ago", human(age)),
                 c.status.clone(),
                 String::new(),
-                c.names.first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                c.names
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
     print!(
         "{}",
         format::table(
-            &["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+            &[
+                "CONTAINER ID",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES"
+            ],
             &rows
         )
     );
@@ -309,11 +348,18 @@ fn human(secs: u64) -> String {
     }
 }
 
-async fn inspect(client: &Client, fmt: Option<String>, containers: &[String]) -> anyhow::Result<ExitCode> {
+async fn inspect(
+    client: &Client,
+    fmt: Option<String>,
+    containers: &[String],
+) -> anyhow::Result<ExitCode> {
     let mut found = Vec::new();
     let mut failed = false;
     for c in containers {
-        match client.get::<serde_json::Value>(&format!("/containers/{c}/json")).await {
+        match client
+            .get::<serde_json::Value>(&format!("/containers/{}/json", enc(c)))
+            .await
+        {
             Ok(v) => found.push(v),
             Err(e) => {
                 eprintln!("{e:#}");
@@ -338,7 +384,7 @@ async fn inspect(client: &Client, fmt: Option<String>, containers: &[String]) ->
 
 async fn exec(client: &Client, e: ExecArgs) -> anyhow::Result<ExitCode> {
     let info: ContainerInspect = client
-        .get(&format!("/containers/{}/json", e.container))
+        .get(&format!("/containers/{}/json", enc(&e.container)))
         .await?;
     if !info.state.running || info.state.pid == 0 {
         bail!(

@@ -14,14 +14,18 @@ use nix::sched::CloneFlags;
 /// Run `argv` in the namespaces of process `pid`, with `env` added; returns its exit code.
 pub fn exec_in(pid: i64, argv: &[String], env: &[String]) -> anyhow::Result<ExitCode> {
     let open = |kind: &str| {
-        File::open(format!("/proc/{pid}/ns/{kind}"))
-            .with_context(|| format!("cannot open the container's {kind} namespace (are you root?)"))
+        File::open(format!("/proc/{pid}/ns/{kind}")).with_context(|| {
+            format!("cannot open the container's {kind} namespace (are you root?)")
+        })
     };
     let (net, uts, mnt) = (open("net")?, open("uts")?, open("mnt")?);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     if std::env::var_os("PATH").is_none() {
-        cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
     }
     for kv in env {
         if let Some((k, v)) = kv.split_once('=') {
@@ -44,9 +48,9 @@ pub fn exec_in(pid: i64, argv: &[String], env: &[String]) -> anyhow::Result<Exit
             Ok(())
         });
     }
-    let status = cmd.status().with_context(|| {
-        format!("exec {:?} in the container", argv[0])
-    })?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("exec {:?} in the container", argv[0]))?;
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()

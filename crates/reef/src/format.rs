@@ -42,7 +42,11 @@ pub fn pretty_json<T: Serialize>(v: &T) -> String {
 
 fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = v;
-    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
         cur = cur.get(part)?;
     }
     Some(cur)
@@ -63,9 +67,9 @@ pub fn template(tmpl: &str, v: &Value) -> anyhow::Result<String> {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| anyhow::anyhow!("template parsing error: unclosed action in {tmpl:?}"))?;
+        let end = after.find("}}").ok_or_else(|| {
+            anyhow::anyhow!("template parsing error: unclosed action in {tmpl:?}")
+        })?;
         let action = after[..end].trim();
         let (json, path) = match action.strip_prefix("json ") {
             Some(p) => (true, p.trim()),
@@ -74,9 +78,8 @@ pub fn template(tmpl: &str, v: &Value) -> anyhow::Result<String> {
         if !path.starts_with('.') {
             anyhow::bail!("template: unsupported action {{{{{action}}}}}: use {{{{.Field}}}} or {{{{json .Field}}}}");
         }
-        let val = lookup(v, path).ok_or_else(|| {
-            anyhow::anyhow!("template: can't evaluate field {path} in {tmpl:?}")
-        })?;
+        let val = lookup(v, path)
+            .ok_or_else(|| anyhow::anyhow!("template: can't evaluate field {path} in {tmpl:?}"))?;
         out.push_str(&if json { val.to_string() } else { plain(val) });
         rest = &after[end + 2..];
     }

@@ -13,7 +13,10 @@ mod format;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("reef: cannot start the async runtime: {e}");

@@ -36,7 +36,9 @@ pub fn parse_rfc3339(s: &str) -> Option<u128> {
     let (hh, mm, ss) = (tp.next()?.ok()?, tp.next()?.ok()?, tp.next()?.ok()?);
     let frac_ns: u128 = format!("{frac:0<9}")[..9].parse().ok()?;
     let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
-    u128::try_from(secs).ok().map(|s| s * 1_000_000_000 + frac_ns)
+    u128::try_from(secs)
+        .ok()
+        .map(|s| s * 1_000_000_000 + frac_ns)
 }
 
 // Howard Hinnant's days <-> civil date algorithms (public domain), proleptic Gregorian.

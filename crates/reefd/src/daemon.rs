@@ -20,8 +20,9 @@ const DEFAULT_CONFIG_FILE: &str = "/etc/reef/daemon.json";
 pub fn load_config(flags: &Flags) -> anyhow::Result<DaemonConfig> {
     let text = match std::fs::read_to_string(&flags.config_file) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound
-            && flags.config_file == DEFAULT_CONFIG_FILE =>
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && flags.config_file == DEFAULT_CONFIG_FILE =>
         {
             String::new()
         }
@@ -81,9 +82,9 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     for h in &cfg.hosts {
         match h {
             HostAddr::Unix(p) => sockets.push(p.clone()),
-            HostAddr::Tcp(addr) => bail!(
-                "-H tcp://{addr}: reefd serves its API on unix sockets only (unix:///path)"
-            ),
+            HostAddr::Tcp(addr) => {
+                bail!("-H tcp://{addr}: reefd serves its API on unix sockets only (unix:///path)")
+            }
         }
     }
     std::fs::create_dir_all(&cfg.data_root)

@@ -10,7 +10,10 @@ fn main() -> ExitCode {
         return reef_runtime::shim_main();
     }
     let flags = reefd::flags::Flags::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("reefd: cannot start the async runtime: {e}");

@@ -119,7 +119,11 @@ impl Host {
     pub fn new(tag: &str) -> Host {
         require_root_and_tools();
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let short: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+        let short: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
         let ns = format!("rt{}-{n}-{short}", std::process::id());
         let dir = PathBuf::from(format!("/tmp/reef-it-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -291,7 +295,11 @@ impl Host {
         if let Ok(dir) = fs::read_dir(self.dir.join("exec/netns")) {
             for e in dir.flatten() {
                 if let Ok(m) = fs::metadata(e.path()) {
-                    if m.dev() != fs::metadata(self.dir.join("exec/netns")).map(|d| d.dev()).unwrap_or(0) {
+                    if m.dev()
+                        != fs::metadata(self.dir.join("exec/netns"))
+                            .map(|d| d.dev())
+                            .unwrap_or(0)
+                    {
                         v.push(m.ino());
                     }
                 }
@@ -303,6 +311,7 @@ impl Host {
     /// Pids of processes living in this test's namespaces (reefd, shims, containers).
     pub fn owned_pids(&self) -> Vec<i32> {
         let inodes = self.owned_ns_inodes();
+        let dir_marker = format!("{}/", self.dir.display());
         let me = std::process::id() as i32;
         let mut pids = Vec::new();
         if let Ok(proc_dir) = fs::read_dir("/proc") {
@@ -313,10 +322,21 @@ impl Host {
                 if pid == me {
                     continue;
                 }
-                if let Ok(m) = fs::metadata(format!("/proc/{pid}/ns/net")) {
-                    if inodes.contains(&m.ino()) {
-                        pids.push(pid);
-                    }
+                let in_our_ns = fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| inodes.contains(&m.ino()));
+                // A container can outlive its sandbox mount (it joined another container's
+                // namespace, which was then removed); its /etc mounts still name our dir.
+                // Only an /etc/hosts mount whose source is our dir counts: the sandbox
+                // directory itself is visible in every process's mount table.
+                let mounts_our_files = fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                    .is_ok_and(|m| {
+                        m.lines().any(|l| {
+                            let f: Vec<&str> = l.split(' ').collect();
+                            f.len() > 4 && f[4] == "/etc/hosts" && f[3].starts_with(&dir_marker)
+                        })
+                    });
+                if in_our_ns || mounts_our_files {
+                    pids.push(pid);
                 }
             }
         }

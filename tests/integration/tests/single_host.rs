@@ -24,8 +24,14 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     let id = run_d(&h, &["--name", "a", "sleep", "1000"]);
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     run_d(&h, &["--name", "b", "sleep", "1000"]);
-    assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "172.17.0.2");
-    assert_eq!(h.inspect("b", "{{.NetworkSettings.IPAddress}}"), "172.17.0.3");
+    assert_eq!(
+        h.inspect("a", "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.2"
+    );
+    assert_eq!(
+        h.inspect("b", "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.3"
+    );
     assert_eq!(h.inspect("a", "{{.NetworkSettings.Gateway}}"), "172.17.0.1");
     assert_eq!(h.inspect("a", "{{.NetworkSettings.IPPrefixLen}}"), "16");
     assert_eq!(
@@ -43,14 +49,21 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     let addr = h.in_ctr("a", "ip -o addr show dev eth0").ok("eth0");
     assert!(addr.contains("172.17.0.2/16"), "{addr}");
     let link = h.in_ctr("a", "ip -o link show dev eth0").ok("eth0 link");
-    assert!(link.contains("mtu 1500") && link.contains("02:42:ac:11:00:02"), "{link}");
+    assert!(
+        link.contains("mtu 1500") && link.contains("02:42:ac:11:00:02"),
+        "{link}"
+    );
     let lo = h.in_ctr("a", "ip -o link show dev lo").ok("lo");
     assert!(lo.contains("UP"), "{lo}");
     let route = h.in_ctr("a", "ip route show default").ok("route");
     assert!(route.contains("default via 172.17.0.1 dev eth0"), "{route}");
     assert!(ping(&h, "a", "172.17.0.3"), "a cannot reach b");
     assert!(ping(&h, "b", "172.17.0.1"), "b cannot reach the gateway");
-    assert_eq!(h.sh("ping -c 1 -W 2 172.17.0.2").code, 0, "host cannot reach a");
+    assert_eq!(
+        h.sh("ping -c 1 -W 2 172.17.0.2").code,
+        0,
+        "host cannot reach a"
+    );
 
     // ps lists both; stop releases the address, which the next container gets.
     let ps = h.reef_ok(&["ps"]);
@@ -59,12 +72,22 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     assert_eq!(h.inspect("a", "{{.State.Running}}"), "false");
     assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "");
     let ports = h.sh("ip -o link show master reef0").ok("bridge ports");
-    assert_eq!(ports.lines().count(), 1, "stopped container's veth stays: {ports}");
+    assert_eq!(
+        ports.lines().count(),
+        1,
+        "stopped container's veth stays: {ports}"
+    );
     run_d(&h, &["--name", "c", "sleep", "1000"]);
-    assert_eq!(h.inspect("c", "{{.NetworkSettings.IPAddress}}"), "172.17.0.2");
+    assert_eq!(
+        h.inspect("c", "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.2"
+    );
     // Starting again gives a new attachment.
     h.reef_ok(&["start", "a"]);
-    assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "172.17.0.4");
+    assert_eq!(
+        h.inspect("a", "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.4"
+    );
     assert!(ping(&h, "a", "172.17.0.2"));
     h.reef_ok(&["rm", "-f", "a", "b", "c"]);
     assert_eq!(h.reef_ok(&["ps", "-aq"]), "");
@@ -85,59 +108,112 @@ fn r2_etc_files_are_the_containers_own() {
     assert_eq!(h.in_ctr("plain", "hostname").ok("uts"), short);
     let hosts = h.in_ctr("plain", "cat /etc/hosts").ok("hosts");
     assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
-    assert!(hosts.contains("::1\tlocalhost ip6-localhost ip6-loopback"), "{hosts}");
+    assert!(
+        hosts.contains("::1\tlocalhost ip6-localhost ip6-loopback"),
+        "{hosts}"
+    );
     assert!(hosts.contains(&format!("172.17.0.2\t{short}")), "{hosts}");
     let resolv = h.in_ctr("plain", "cat /etc/resolv.conf").ok("resolv");
-    assert!(resolv.contains("search corp.example"), "daemon --dns-search: {resolv}");
-    assert!(!resolv.contains("nameserver 127."), "loopback servers removed: {resolv}");
+    assert!(
+        resolv.contains("search corp.example"),
+        "daemon --dns-search: {resolv}"
+    );
+    assert!(
+        !resolv.contains("nameserver 127."),
+        "loopback servers removed: {resolv}"
+    );
     let mounts = h.in_ctr("plain", "cat /proc/self/mountinfo").ok("mounts");
     for f in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
-        assert!(mounts.contains(&format!(" {f} ")), "{f} is not a mount: {mounts}");
+        assert!(
+            mounts.contains(&format!(" {f} ")),
+            "{f} is not a mount: {mounts}"
+        );
     }
 
     run_d(
         &h,
         &[
-            "--name", "custom", "-h", "web01", "--dns", "10.0.0.53", "--dns-search", "a.example",
-            "--dns-option", "ndots:2", "--add-host", "db.local:10.1.2.3", "sleep", "1000",
+            "--name",
+            "custom",
+            "-h",
+            "web01",
+            "--dns",
+            "10.0.0.53",
+            "--dns-search",
+            "a.example",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db.local:10.1.2.3",
+            "sleep",
+            "1000",
         ],
     );
-    assert_eq!(h.in_ctr("custom", "cat /etc/hostname").ok("hostname"), "web01");
+    assert_eq!(
+        h.in_ctr("custom", "cat /etc/hostname").ok("hostname"),
+        "web01"
+    );
     let hosts = h.in_ctr("custom", "cat /etc/hosts").ok("hosts");
     assert!(hosts.contains("10.1.2.3\tdb.local"), "{hosts}");
     assert!(hosts.contains("172.17.0.3\tweb01"), "{hosts}");
-    assert_eq!(h.in_ctr("custom", "getent hosts db.local").ok("getent"), "10.1.2.3        db.local");
+    assert_eq!(
+        h.in_ctr("custom", "getent hosts db.local").ok("getent"),
+        "10.1.2.3        db.local"
+    );
     let resolv = h.in_ctr("custom", "cat /etc/resolv.conf").ok("resolv");
     assert!(resolv.contains("nameserver 10.0.0.53"), "{resolv}");
     assert!(resolv.contains("search a.example"), "{resolv}");
     assert!(resolv.contains("options ndots:2"), "{resolv}");
     // Writing inside the container never touches the host's files.
-    h.in_ctr("custom", "echo changed > /etc/hostname").ok("write");
+    h.in_ctr("custom", "echo changed > /etc/hostname")
+        .ok("write");
     assert_eq!(
         std::fs::read_to_string("/etc/hostname").unwrap_or_default(),
         host_hostname
     );
     // Files are regenerated on start.
     h.reef_ok(&["restart", "-t", "1", "custom"]);
-    assert_eq!(h.in_ctr("custom", "cat /etc/hostname").ok("hostname"), "web01");
+    assert_eq!(
+        h.in_ctr("custom", "cat /etc/hostname").ok("hostname"),
+        "web01"
+    );
 }
 
 #[test]
 fn r2_network_modes_none_host_container() {
     let mut h = Host::new("modes");
     h.start_daemon(&[]);
-    run_d(&h, &["--name", "nonet", "--network", "none", "sleep", "1000"]);
+    run_d(
+        &h,
+        &["--name", "nonet", "--network", "none", "sleep", "1000"],
+    );
     let links = h.in_ctr("nonet", "ip -o link show").ok("links");
     assert_eq!(links.lines().count(), 1, "none has only lo: {links}");
     assert!(links.contains(": lo:"), "{links}");
     assert_eq!(h.inspect("nonet", "{{.NetworkSettings.IPAddress}}"), "");
 
-    run_d(&h, &["--name", "hostnet", "--network", "host", "sleep", "1000"]);
+    run_d(
+        &h,
+        &["--name", "hostnet", "--network", "host", "sleep", "1000"],
+    );
     let links = h.in_ctr("hostnet", "ip -o link show").ok("links");
-    assert!(links.contains("reef0"), "host mode sees the host's interfaces: {links}");
+    assert!(
+        links.contains("reef0"),
+        "host mode sees the host's interfaces: {links}"
+    );
 
     run_d(&h, &["--name", "web", "sleep", "1000"]);
-    run_d(&h, &["--name", "side", "--network", "container:web", "sleep", "1000"]);
+    run_d(
+        &h,
+        &[
+            "--name",
+            "side",
+            "--network",
+            "container:web",
+            "sleep",
+            "1000",
+        ],
+    );
     let web_ip = h.in_ctr("web", "ip -o -4 addr show dev eth0").ok("web");
     let side_ip = h.in_ctr("side", "ip -o -4 addr show dev eth0").ok("side");
     assert_eq!(web_ip, side_ip, "container: mode shares the namespace");
@@ -147,7 +223,10 @@ fn r2_network_modes_none_host_container() {
     );
     // A server in one is reachable from the other over their shared loopback.
     h.reef_ok(&[
-        "exec", "web", "sh", "-c",
+        "exec",
+        "web",
+        "sh",
+        "-c",
         "(echo shared | nc -N -l 127.0.0.1 7000 >/dev/null 2>&1 &)",
     ]);
     assert!(eventually(5, || {
@@ -168,17 +247,35 @@ fn r2_network_modes_none_host_container() {
 #[test]
 fn r2_daemon_flags_bip_mtu_fixed_cidr_dns() {
     let mut h = Host::new("flags");
-    std::fs::write(h.dir.join("daemon.json"), r#"{"mtu": 1400, "dns": ["10.9.9.9"]}"#).unwrap();
-    h.start_daemon(&["--bip", "192.168.77.5/24", "--fixed-cidr", "192.168.77.128/25"]);
+    std::fs::write(
+        h.dir.join("daemon.json"),
+        r#"{"mtu": 1400, "dns": ["10.9.9.9"]}"#,
+    )
+    .unwrap();
+    h.start_daemon(&[
+        "--bip",
+        "192.168.77.5/24",
+        "--fixed-cidr",
+        "192.168.77.128/25",
+    ]);
     let br = h.sh("ip -o -4 addr show dev reef0").ok("reef0");
     assert!(br.contains("192.168.77.5/24"), "{br}");
     run_d(&h, &["--name", "a", "sleep", "1000"]);
-    assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "192.168.77.128");
-    assert_eq!(h.inspect("a", "{{.NetworkSettings.Gateway}}"), "192.168.77.5");
+    assert_eq!(
+        h.inspect("a", "{{.NetworkSettings.IPAddress}}"),
+        "192.168.77.128"
+    );
+    assert_eq!(
+        h.inspect("a", "{{.NetworkSettings.Gateway}}"),
+        "192.168.77.5"
+    );
     let link = h.in_ctr("a", "ip -o link show dev eth0").ok("eth0");
     assert!(link.contains("mtu 1400"), "daemon.json mtu: {link}");
     let resolv = h.in_ctr("a", "cat /etc/resolv.conf").ok("resolv");
-    assert!(resolv.contains("nameserver 10.9.9.9"), "daemon.json dns: {resolv}");
+    assert!(
+        resolv.contains("nameserver 10.9.9.9"),
+        "daemon.json dns: {resolv}"
+    );
     assert!(ping(&h, "a", "192.168.77.5"));
     // A static address outside the fixed range is refused, with nothing left behind.
     let before = h.reef_ok(&["ps", "-aq"]);
@@ -188,8 +285,14 @@ fn r2_daemon_flags_bip_mtu_fixed_cidr_dns() {
     assert!(err.contains("192.168.77.20"), "{err}");
     assert_eq!(h.reef_ok(&["ps", "-aq"]), before);
     // A static address inside it works; the same one again is refused.
-    run_d(&h, &["--name", "s", "--ip", "192.168.77.200", "sleep", "1000"]);
-    assert_eq!(h.inspect("s", "{{.NetworkSettings.IPAddress}}"), "192.168.77.200");
+    run_d(
+        &h,
+        &["--name", "s", "--ip", "192.168.77.200", "sleep", "1000"],
+    );
+    assert_eq!(
+        h.inspect("s", "{{.NetworkSettings.IPAddress}}"),
+        "192.168.77.200"
+    );
     let err = h
         .reef(&["run", "-d", "--ip", "192.168.77.200", "sleep", "1"])
         .fails("--ip already taken");
@@ -202,24 +305,43 @@ fn r2_daemon_flags_bip_mtu_fixed_cidr_dns() {
         .reef(&["run", "-d", "--ip", "not-an-ip", "sleep", "1"])
         .fails("invalid --ip");
     assert!(err.contains("not-an-ip"), "{err}");
-    assert_eq!(h.sh("ip -o link show master reef0").ok("ports").lines().count(), 2);
+    assert_eq!(
+        h.sh("ip -o link show master reef0")
+            .ok("ports")
+            .lines()
+            .count(),
+        2
+    );
 }
 
 #[test]
 fn r2_existing_bridge_with_fixed_cidr_and_default_gateway() {
     let mut h = Host::new("userbr");
-    h.sh("ip link add br0 type bridge && ip addr add 172.16.32.25/24 dev br0 && ip link set br0 up")
-        .ok("make br0");
+    h.sh(
+        "ip link add br0 type bridge && ip addr add 172.16.32.25/24 dev br0 && ip link set br0 up",
+    )
+    .ok("make br0");
     let err = h.daemon_refuses(&["-b", "nosuchbr"]);
     assert!(err.contains("nosuchbr"), "{err}");
     h.start_daemon(&[
-        "-b", "br0", "--fixed-cidr", "172.16.32.64/26", "--default-gateway", "172.16.32.2",
+        "-b",
+        "br0",
+        "--fixed-cidr",
+        "172.16.32.64/26",
+        "--default-gateway",
+        "172.16.32.2",
     ]);
     run_d(&h, &["--name", "a", "sleep", "1000"]);
-    assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "172.16.32.64");
+    assert_eq!(
+        h.inspect("a", "{{.NetworkSettings.IPAddress}}"),
+        "172.16.32.64"
+    );
     let route = h.in_ctr("a", "ip route show default").ok("route");
     assert!(route.contains("via 172.16.32.2"), "{route}");
-    assert!(ping(&h, "a", "172.16.32.25"), "container reaches the host's br0 address");
+    assert!(
+        ping(&h, "a", "172.16.32.25"),
+        "container reaches the host's br0 address"
+    );
     let ports = h.sh("ip -o link show master br0").ok("ports");
     assert_eq!(ports.lines().count(), 1, "{ports}");
     h.reef_ok(&["rm", "-f", "a"]);
@@ -239,16 +361,24 @@ fn r2_bad_input_is_refused_cleanly() {
     assert!(err.contains("mutually exclusive"), "{err}");
     let err = h.daemon_refuses(&["--fixed-cidr", "10.1.0.0/33"]);
     assert!(err.contains("10.1.0.0/33"), "{err}");
-    assert_eq!(h.sh("ip link show reef0").code, 1, "a refused start leaves no bridge");
+    assert_eq!(
+        h.sh("ip link show reef0").code,
+        1,
+        "a refused start leaves no bridge"
+    );
 
     // A /30 has room for the bridge and one container.
     h.start_daemon(&["--bip", "10.44.0.1/30"]);
     run_d(&h, &["--name", "only", "sleep", "1000"]);
     let err = h.reef(&["run", "-d", "sleep", "1"]).fails("pool exhausted");
     assert!(err.to_lowercase().contains("no available"), "{err}");
-    let err = h.reef(&["run", "-d", "--name", "only", "sleep", "1"]).fails("name in use");
+    let err = h
+        .reef(&["run", "-d", "--name", "only", "sleep", "1"])
+        .fails("name in use");
     assert!(err.contains("already in use"), "{err}");
-    let err = h.reef(&["run", "-d", "--name", "bad name", "sleep", "1"]).fails("bad name");
+    let err = h
+        .reef(&["run", "-d", "--name", "bad name", "sleep", "1"])
+        .fails("bad name");
     assert!(err.contains("invalid container name"), "{err}");
     let err = h
         .reef(&["run", "-d", "--mac-address", "zz", "sleep", "1"])
@@ -262,11 +392,18 @@ fn r2_bad_input_is_refused_cleanly() {
         .reef(&["run", "-d", "--network", "nosuchnet", "sleep", "1"])
         .fails("unknown network");
     assert!(err.contains("nosuchnet"), "{err}");
-    let run = h.reef(&["run", "--rm", "definitely-not-a-command"]);
-    assert_eq!(run.code, 127, "missing command: {}", run.stderr);
-    assert!(run.stderr.contains("executable file not found"), "{}", run.stderr);
-    assert_eq!(h.reef_ok(&["ps", "-aq"]).lines().count(), 1, "failed runs left containers");
-    assert_eq!(h.sh("ip -o link show master reef0").ok("ports").lines().count(), 1);
+    assert_eq!(
+        h.reef_ok(&["ps", "-aq"]).lines().count(),
+        1,
+        "failed runs left containers"
+    );
+    assert_eq!(
+        h.sh("ip -o link show master reef0")
+            .ok("ports")
+            .lines()
+            .count(),
+        1
+    );
 
     let unreachable = h.reef_stdin(&["-H", "unix:///nonexistent/reef.sock", "ps"], None);
     let err = unreachable.fails("unreachable daemon");
@@ -281,20 +418,37 @@ fn r2_foreground_run_stdin_logs_exec_and_exit_codes() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(run.stdout, "out\n");
     assert_eq!(run.stderr, "err\n");
+    let run = h.reef(&["run", "--rm", "definitely-not-a-command"]);
+    assert_eq!(run.code, 127, "missing command: {}", run.stderr);
+    assert!(
+        run.stderr.contains("executable file not found"),
+        "{}",
+        run.stderr
+    );
     let run = h.reef_stdin(&["run", "--rm", "-i", "cat"], Some(b"through stdin\n"));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "through stdin\n");
-    let run = h.reef(&["run", "--rm", "--name", "addr", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    let run = h.reef(&[
+        "run", "--rm", "--name", "addr", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]);
     assert!(run.stdout.contains("172.17.0."), "{}", run.stdout);
     assert_eq!(h.reef_ok(&["ps", "-aq"]), "", "--rm removes the container");
 
-    run_d(&h, &["--name", "talker", "sh", "-c", "echo hello; sleep 1000"]);
+    run_d(
+        &h,
+        &["--name", "talker", "sh", "-c", "echo hello; sleep 1000"],
+    );
     assert!(eventually(5, || h.reef_ok(&["logs", "talker"]) == "hello"));
-    assert_eq!(h.reef_ok(&["exec", "talker", "echo", "from-exec"]), "from-exec");
+    assert_eq!(
+        h.reef_ok(&["exec", "talker", "echo", "from-exec"]),
+        "from-exec"
+    );
     assert_eq!(h.reef(&["exec", "talker", "sh", "-c", "exit 5"]).code, 5);
     h.reef_ok(&["kill", "talker"]);
     assert_eq!(h.reef_ok(&["wait", "talker"]), "137");
-    let err = h.reef(&["exec", "talker", "true"]).fails("exec in stopped container");
+    let err = h
+        .reef(&["exec", "talker", "true"])
+        .fails("exec in stopped container");
     assert!(err.contains("not running"), "{err}");
     run_d(&h, &["--name", "quick", "true"]);
     assert_eq!(h.reef_ok(&["wait", "quick"]), "0");
@@ -313,9 +467,15 @@ fn r2_failed_setup_rolls_back_everything() {
     // Fail after the sandbox, lo and veth are made, before the veth joins the bridge.
     h.try_start_daemon(&[], &[("REEF_FAIL_AFTER_STEP", "3")])
         .unwrap_or_else(|log| panic!("reefd did not start: {log}"));
-    let err = h.reef(&["run", "-d", "--name", "doomed", "sleep", "1000"]).fails("injected failure");
+    let err = h
+        .reef(&["run", "-d", "--name", "doomed", "sleep", "1000"])
+        .fails("injected failure");
     assert!(err.contains("injected"), "{err}");
-    assert_eq!(h.reef_ok(&["ps", "-aq"]), "", "failed run leaves no container");
+    assert_eq!(
+        h.reef_ok(&["ps", "-aq"]),
+        "",
+        "failed run leaves no container"
+    );
     let links = h.sh("ip -o link show").ok("links");
     assert!(!links.contains("veth"), "veth left after rollback: {links}");
     let sandboxes = std::fs::read_dir(h.dir.join("exec/netns")).unwrap().count();
@@ -337,16 +497,31 @@ fn r2_kill9_daemon_keeps_containers_and_reconciles() {
         .ok("stray veth");
     h.start_daemon(&[]);
     assert_eq!(h.inspect("a", "{{.State.Running}}"), "true");
-    assert!(ping(&h, "a", "172.17.0.3"), "a lost b after the daemon restart");
+    assert!(
+        ping(&h, "a", "172.17.0.3"),
+        "a lost b after the daemon restart"
+    );
     assert_eq!(h.sh("ping -c 1 -W 2 172.17.0.2").code, 0);
     assert_eq!(h.inspect("gone", "{{.State.Running}}"), "false");
     assert_eq!(h.inspect("gone", "{{.State.ExitCode}}"), "137");
     let links = h.sh("ip -o link show").ok("links");
-    assert!(!links.contains("vethdead000"), "orphan veth not removed: {links}");
-    assert_eq!(h.sh("ip -o link show master reef0").ok("ports").lines().count(), 2);
+    assert!(
+        !links.contains("vethdead000"),
+        "orphan veth not removed: {links}"
+    );
+    assert_eq!(
+        h.sh("ip -o link show master reef0")
+            .ok("ports")
+            .lines()
+            .count(),
+        2
+    );
     // The re-adopted containers are still managed: stop reaps them.
     h.reef_ok(&["stop", "-t", "1", "a"]);
     assert_eq!(h.inspect("a", "{{.State.Running}}"), "false");
     run_d(&h, &["--name", "c", "sleep", "1000"]);
-    assert_eq!(h.inspect("c", "{{.NetworkSettings.IPAddress}}"), "172.17.0.2");
+    assert_eq!(
+        h.inspect("c", "{{.NetworkSettings.IPAddress}}"),
+        "172.17.0.2"
+    );
 }

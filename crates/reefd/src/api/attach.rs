@@ -71,11 +71,18 @@ pub async fn attach(
 
 /// Copy bytes both ways between the client and the shim until both sides are done.
 pub async fn splice(mut io: AttachIo, state_dir: &FsPath) {
-    let sock = reef_runtime::attach_socket(state_dir);
-    match tokio::net::UnixStream::connect(&sock).await {
+    // connect_attach copes with state dirs too long for a socket address; a local connect
+    // does not block.
+    let shim = reef_runtime::connect_attach(state_dir).and_then(|s| {
+        s.set_nonblocking(true)?;
+        tokio::net::UnixStream::from_std(s)
+    });
+    match shim {
         Ok(mut shim) => {
             let _ = tokio::io::copy_bidirectional(&mut io, &mut shim).await;
         }
-        Err(e) => tracing::warn!(socket = %sock.display(), error = %e, "cannot reach the container's attach socket"),
+        Err(e) => {
+            tracing::warn!(dir = %state_dir.display(), error = %e, "cannot reach the container's attach socket")
+        }
     }
 }

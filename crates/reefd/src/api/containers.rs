@@ -97,7 +97,10 @@ pub async fn create(
         .into_response())
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Q) -> Json<Vec<reef_api::ContainerSummary>> {
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Q,
+) -> Json<Vec<reef_api::ContainerSummary>> {
     let all = flag(&q, "all");
     let now = crate::clock::now_nanos();
     Json(
@@ -117,7 +120,10 @@ pub async fn inspect(
     Ok(Json(render::inspect(&c, &nets, st.engine.paths())))
 }
 
-pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn start(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let engine = st.engine.clone();
     let full = engine.resolve(&id).map_err(ApiError)?;
     let pending = st
@@ -191,7 +197,9 @@ async fn kill_and_wait(
         Ok(_) | Err(ApiError(EngineError::NotModified)) => {}
         Err(e) => return Err(e),
     }
-    if wait_exit(rx, id, count, Duration::from_secs(30)).await.is_none()
+    if wait_exit(rx, id, count, Duration::from_secs(30))
+        .await
+        .is_none()
         && st.engine.is_running(id).unwrap_or(false)
     {
         return Err(ApiError(EngineError::Conflict(format!(
@@ -273,7 +281,18 @@ pub async fn wait(
     Query(q): Q,
 ) -> Result<Json<WaitResponse>, ApiError> {
     let mut rx = st.engine.subscribe();
-    let (c, _) = st.engine.container(&id).map_err(ApiError)?;
+    let c = match st.engine.container(&id) {
+        Ok((c, _)) => c,
+        Err(EngineError::NotFound(m)) => {
+            return match st.engine.removed_exit_code(&id) {
+                Some(code) => Ok(Json(WaitResponse {
+                    status_code: i64::from(code),
+                })),
+                None => Err(ApiError(EngineError::NotFound(m))),
+            }
+        }
+        Err(e) => return Err(ApiError(e)),
+    };
     let next_exit = q.get("condition").map(String::as_str) == Some("next-exit");
     if !c.is_running() && !next_exit {
         return Ok(Json(WaitResponse {
@@ -295,13 +314,18 @@ pub async fn wait(
             }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => {
-                return Err(ApiError(EngineError::Conflict("daemon shutting down".into())))
+                return Err(ApiError(EngineError::Conflict(
+                    "daemon shutting down".into(),
+                )))
             }
         }
     }
 }
 
-pub async fn logs(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let full = st.engine.resolve(&id).map_err(ApiError)?;
     let path = st.engine.paths().log(&full);
     let bytes = match tokio::fs::read(&path).await {
@@ -315,7 +339,10 @@ pub async fn logs(State(st): State<AppState>, Path(id): Path<String>) -> Result<
         }
     };
     Ok((
-        [(header::CONTENT_TYPE, "application/vnd.docker.multiplexed-stream")],
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.multiplexed-stream",
+        )],
         Body::from(bytes),
     )
         .into_response())

@@ -76,6 +76,8 @@ impl Engine {
         place: &Placement,
         wait_for_attach: bool,
     ) -> Result<reef_runtime::Launched> {
+        let dir = self.paths.container_dir(&c.id);
+        std::fs::create_dir_all(&dir).map_err(super::io_err(format!("mkdir {}", dir.display())))?;
         if let Some(r) = &place.render {
             files::write_etc(&place.etc_files, r)?;
         }
@@ -151,11 +153,9 @@ impl Engine {
                     .map_err(|e| EngineError::Invalid(e.to_string()))?;
                 let ep_id = self.host.random_id();
                 let mac = match &c.spec.mac {
-                    Some(m) => {
-                        names::format_mac(names::parse_mac(m).map_err(|e| {
-                            EngineError::Invalid(e.to_string())
-                        })?)
-                    }
+                    Some(m) => names::format_mac(
+                        names::parse_mac(m).map_err(|e| EngineError::Invalid(e.to_string()))?,
+                    ),
                     None => names::format_mac(names::mac_from_ipv4(ip)),
                 };
                 let ep = Endpoint {
@@ -175,11 +175,7 @@ impl Engine {
                     netns: Some(sandbox.clone()),
                     sandbox: Some(sandbox),
                     render: Some(RenderedEtc {
-                        hosts: etc::render_hosts(
-                            Some((ip, &hostname)),
-                            &c.spec.extra_hosts,
-                            &[],
-                        ),
+                        hosts: etc::render_hosts(Some((ip, &hostname)), &c.spec.extra_hosts, &[]),
                         hostname: etc::render_hostname(&hostname),
                         resolv_conf: container_resolv(),
                     }),
@@ -207,13 +203,18 @@ impl Engine {
             }
             NetworkMode::Host => {
                 // The host's own view, as Docker gives a --network host container.
-                let hostname = c.spec.hostname.clone().unwrap_or_else(|| self.host.hostname());
+                let hostname = c
+                    .spec
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| self.host.hostname());
                 let mut hosts = self.host.hosts();
                 for h in &c.spec.extra_hosts {
                     hosts.push_str(&format!("{}\t{}\n", h.addr, h.name));
                 }
-                let overridden =
-                    !(c.spec.dns.is_empty() && c.spec.dns_search.is_empty() && c.spec.dns_options.is_empty());
+                let overridden = !(c.spec.dns.is_empty()
+                    && c.spec.dns_search.is_empty()
+                    && c.spec.dns_options.is_empty());
                 let resolv_conf = if overridden {
                     container_resolv()
                 } else {
@@ -267,7 +268,7 @@ impl Engine {
     }
 
     pub(crate) fn put(&self, inner: &mut Inner, c: Container) -> Result<()> {
-        inner.store.commit(&[Change::PutContainer(c.clone())])?;
+        inner.store.commit(&[Change::PutContainer(Box::new(c.clone()))])?;
         inner.containers.insert(c.id.clone(), c);
         Ok(())
     }
@@ -330,9 +331,16 @@ impl Engine {
         c.sandbox = None;
         c.endpoints.clear();
         if c.spec.auto_remove {
-            inner.store.commit(&[Change::DeleteContainer(c.id.clone())])?;
+            inner
+                .store
+                .commit(&[Change::DeleteContainer(c.id.clone())])?;
             inner.containers.remove(&c.id);
             self.paths.remove_container_files(&c.id);
+            let mut removed = self.removed_exits.lock().unwrap_or_else(|p| p.into_inner());
+            if removed.len() >= 1024 {
+                removed.pop_front();
+            }
+            removed.push_back((c.id.clone(), code));
         } else {
             self.put(inner, c)?;
         }
@@ -392,7 +400,9 @@ impl Engine {
                 c.id
             )));
         }
-        inner.store.commit(&[Change::DeleteContainer(c.id.clone())])?;
+        inner
+            .store
+            .commit(&[Change::DeleteContainer(c.id.clone())])?;
         inner.containers.remove(&c.id);
         self.paths.remove_container_files(&c.id);
         Ok(())

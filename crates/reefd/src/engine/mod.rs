@@ -108,6 +108,9 @@ pub struct Engine {
     pub(crate) rt: tokio::runtime::Handle,
     /// Test hook: make the next plans fail after this many steps (REEF_FAIL_AFTER_STEP).
     pub(crate) fail_after_step: Option<usize>,
+    /// Exit codes of `--rm` containers that removed themselves, newest last, so a client
+    /// that waits right after the exit still learns the code.
+    pub(crate) removed_exits: Mutex<std::collections::VecDeque<(String, i32)>>,
 }
 
 /// What `create` needs besides the spec.
@@ -135,7 +138,11 @@ impl Engine {
         let inner = Inner {
             store,
             exec,
-            networks: snap.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            networks: snap
+                .networks
+                .into_iter()
+                .map(|n| (n.id.clone(), n))
+                .collect(),
             containers: snap
                 .containers
                 .into_iter()
@@ -154,6 +161,7 @@ impl Engine {
             host,
             rt,
             fail_after_step,
+            removed_exits: Mutex::default(),
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;
@@ -182,7 +190,8 @@ impl Engine {
         let name = match req.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(&n).to_string();
-                names::validate_container_name(&n).map_err(|e| EngineError::Invalid(e.to_string()))?;
+                names::validate_container_name(&n)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
                 n
             }
             None => self.generate_name(&inner),
@@ -212,7 +221,7 @@ impl Engine {
             endpoints: vec![],
             start_count: 0,
         };
-        inner.store.commit(&[Change::PutContainer(c.clone())])?;
+        inner.store.commit(&[Change::PutContainer(Box::new(c.clone()))])?;
         inner.containers.insert(id.clone(), c);
         Ok(id)
     }
@@ -278,7 +287,10 @@ impl Engine {
             NetworkMode::Bridge | NetworkMode::Named(_) => {
                 let net = self.bridge_network_for(inner, &mode)?;
                 if let Some(ip) = spec.ip {
-                    let br = net.bridge.as_ref().expect("bridge networks have bridge facts");
+                    let br = net
+                        .bridge
+                        .as_ref()
+                        .expect("bridge networks have bridge facts");
                     let space = self.address_space(br)?;
                     space
                         .allocate(&self.allocated_on(inner, &net.id), Some(ip))
@@ -333,6 +345,12 @@ impl Engine {
             .filter(|c| all || c.is_running())
             .cloned()
             .collect()
+    }
+
+    /// The exit code of a `--rm` container that has removed itself.
+    pub fn removed_exit_code(&self, id: &str) -> Option<i32> {
+        let removed = self.removed_exits.lock().unwrap_or_else(|p| p.into_inner());
+        removed.iter().rev().find(|(i, _)| i == id).map(|(_, c)| *c)
     }
 
     /// Where a container's files live.

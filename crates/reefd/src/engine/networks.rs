@@ -142,8 +142,8 @@ impl Engine {
                         .filter(|n| n.name != names::DEFAULT_NETWORK)
                         .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
                 );
-                let subnet =
-                    ipam::choose_subnet(&in_use).map_err(|e| EngineError::Invalid(e.to_string()))?;
+                let subnet = ipam::choose_subnet(&in_use)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
                 Ipv4Net::new(ipam::first_host(subnet), subnet.prefix_len())
                     .expect("prefix comes from a subnet")
             }

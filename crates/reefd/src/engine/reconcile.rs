@@ -94,7 +94,9 @@ impl Engine {
                 .exec
                 .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
             {
-                Ok(()) => tracing::info!(id = %c.short_id(), veth = %ep.host_ifname, "repaired missing veth"),
+                Ok(()) => {
+                    tracing::info!(id = %c.short_id(), veth = %ep.host_ifname, "repaired missing veth")
+                }
                 Err(e) => tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth"),
             }
         }
@@ -117,7 +119,10 @@ impl Engine {
         if !is_shim {
             return;
         }
-        for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             let _ = reef_runtime::signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
         let _ = reef_runtime::signal(shim, nix::sys::signal::Signal::SIGKILL);
