@@ -40,6 +40,8 @@ pub struct ContainerCreate {
     pub attach_stderr: bool,
     /// `--mac-address` (Docker's legacy top-level field).
     pub mac_address: String,
+    /// `--expose` and the container side of `-p`: `"80/tcp": {}`.
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
     /// Host-side settings.
     pub host_config: HostConfig,
     /// Per-network settings.
@@ -62,6 +64,43 @@ pub struct HostConfig {
     pub extra_hosts: Vec<String>,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `-p`: `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`; an empty HostPort is an
+    /// ephemeral port, `"8000-8009"` one free port of that range.
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`.
+    pub publish_all_ports: bool,
+    /// `--link NAME:ALIAS`.
+    pub links: Vec<String>,
+    /// reef's own: `--publish-allow`: `"8080/tcp": ["10.0.0.0/8"]`, the only sources that may
+    /// reach that published host port.
+    pub reef_publish_allow: BTreeMap<String, Vec<String>>,
+}
+
+/// One host binding of a port (Docker's `PortBinding`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Host address; empty means the daemon's default (`--ip`, 0.0.0.0).
+    pub host_ip: String,
+    /// Host port, a range, or empty.
+    pub host_port: String,
+}
+
+/// One row of a container summary's ports (Docker's `Port`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortSummary {
+    /// Host address.
+    #[serde(rename = "IP", default)]
+    pub ip: String,
+    /// Container port.
+    #[serde(rename = "PrivatePort")]
+    pub private_port: u16,
+    /// Host port.
+    #[serde(rename = "PublicPort", default)]
+    pub public_port: u16,
+    /// `tcp`, `udp`, `sctp`.
+    #[serde(rename = "Type")]
+    pub kind: String,
 }
 
 /// Docker's `NetworkingConfig`.
@@ -213,6 +252,9 @@ pub struct NetworkSettings {
     pub mac_address: String,
     /// Every network the container is on.
     pub networks: BTreeMap<String, EndpointSettings>,
+    /// Published ports: `"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]`; exposed
+    /// but unpublished ports map to null.
+    pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
 }
 
 /// One row of `GET /containers/json`.
@@ -231,6 +273,9 @@ pub struct ContainerSummary {
     pub state: String,
     /// `Up 3 seconds`, `Exited (0) 2 seconds ago`.
     pub status: String,
+    /// Published and exposed ports.
+    #[serde(default)]
+    pub ports: Vec<PortSummary>,
 }
 
 /// `GET /version` answer.

@@ -9,7 +9,10 @@
 
 pub mod config;
 pub mod etc;
+pub mod firewall;
 pub mod ipam;
+pub mod links;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod ports;

@@ -140,6 +140,45 @@ pub struct ContainerSpec {
     /// `--rm`.
     #[serde(default)]
     pub auto_remove: bool,
+    /// `-p`: ports to publish.
+    #[serde(default)]
+    pub publish: Vec<crate::ports::PortSpec>,
+    /// `--expose` and the container side of `-p`.
+    #[serde(default)]
+    pub expose: Vec<(u16, crate::ports::Proto)>,
+    /// `-P`: publish every exposed port on an ephemeral host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--link NAME:ALIAS` as (name, alias).
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
+    /// `--publish-allow HOSTPORT/PROTO=CIDR,...`: per host port, the only sources allowed.
+    #[serde(default)]
+    pub publish_allow: Vec<PublishAllow>,
+}
+
+/// A source allow-list of one published host port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishAllow {
+    /// Host port.
+    pub host_port: u16,
+    /// Protocol.
+    pub proto: crate::ports::Proto,
+    /// Allowed source networks.
+    pub sources: Vec<ipnet::Ipv4Net>,
+}
+
+/// A port published while the container runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// Host address (0.0.0.0 for all).
+    pub host_ip: Ipv4Addr,
+    /// Host port.
+    pub host_port: u16,
+    /// Container port.
+    pub container_port: u16,
+    /// Protocol.
+    pub proto: crate::ports::Proto,
 }
 
 /// A container's lifecycle state.
@@ -225,6 +264,12 @@ pub struct Container {
     /// How many times it was started (for `RestartCount`-like bookkeeping and log separation).
     #[serde(default)]
     pub start_count: u32,
+    /// Published ports while running.
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    /// Firewall elements added for it while running (removed exactly at exit).
+    #[serde(default)]
+    pub firewall: crate::firewall::Elements,
 }
 
 impl Container {

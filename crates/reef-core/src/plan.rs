@@ -74,6 +74,11 @@ pub enum Op {
         /// Bridge.
         master: String,
     },
+    /// Let a bridge port hairpin (host namespace).
+    SetHairpin {
+        /// Port.
+        link: String,
+    },
     /// Bring a link up.
     SetUp {
         /// Namespace.
@@ -119,6 +124,10 @@ pub enum Op {
         /// Output interface.
         dev: String,
     },
+    /// Add firewall elements (one nftables transaction).
+    FirewallAdd(crate::firewall::Elements),
+    /// Remove firewall elements. Tolerates elements already gone.
+    FirewallDelete(crate::firewall::Elements),
     /// Write a sysctl (`net.ipv4.ip_forward` form) in a namespace.
     Sysctl {
         /// Namespace.
@@ -135,7 +144,12 @@ impl Op {
     pub fn ns(&self) -> NsRef {
         match self {
             Op::CreateSandbox { path } | Op::DeleteSandbox { path } => NsRef::Sandbox(path.clone()),
-            Op::CreateBridge { .. } | Op::CreateVeth { .. } | Op::SetMaster { .. } => NsRef::Host,
+            Op::CreateBridge { .. }
+            | Op::CreateVeth { .. }
+            | Op::SetMaster { .. }
+            | Op::SetHairpin { .. }
+            | Op::FirewallAdd(_)
+            | Op::FirewallDelete(_) => NsRef::Host,
             Op::DeleteLink { ns, .. }
             | Op::SetUp { ns, .. }
             | Op::SetMtu { ns, .. }
@@ -181,6 +195,9 @@ impl fmt::Display for Op {
             Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
             Op::SetMaster { link, master } => write!(f, "ip link set {link} master {master}"),
             Op::SetUp { ns, link } => write!(f, "{}ip link set {link} up", netns_prefix(ns)),
+            Op::SetHairpin { link } => {
+                write!(f, "ip link set {link} type bridge_slave hairpin on")
+            }
             Op::SetMtu { ns, link, mtu } => {
                 write!(f, "{}ip link set {link} mtu {mtu}", netns_prefix(ns))
             }
@@ -209,6 +226,20 @@ impl fmt::Display for Op {
             }
             Op::Sysctl { ns, key, value } => {
                 write!(f, "{}sysctl -w {key}={value}", netns_prefix(ns))
+            }
+            Op::FirewallAdd(el) => {
+                write!(
+                    f,
+                    "nft -f - <<'EOF'\n{}EOF",
+                    crate::firewall::render_add(el)
+                )
+            }
+            Op::FirewallDelete(el) => {
+                write!(
+                    f,
+                    "nft -f - <<'EOF'\n{}EOF",
+                    crate::firewall::render_delete(el)
+                )
             }
         }
     }
@@ -348,6 +379,12 @@ pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
         None,
     );
     p.push(
+        Op::SetHairpin {
+            link: ep.host_ifname.clone(),
+        },
+        None,
+    );
+    p.push(
         Op::SetUp {
             ns: NsRef::Host,
             link: ep.host_ifname.clone(),
@@ -380,6 +417,15 @@ pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
             },
             None,
         );
+    }
+    p
+}
+
+/// Add a container's firewall elements, undone by removing them.
+pub fn firewall(el: crate::firewall::Elements) -> Plan {
+    let mut p = Plan::default();
+    if !el.is_empty() {
+        p.push(Op::FirewallAdd(el.clone()), Some(Op::FirewallDelete(el)));
     }
     p
 }
@@ -433,6 +479,7 @@ mod tests {
         let expected = format!(
             "ip link add vethabcdef0 mtu 1500 alias {alias} type veth peer name eth0 address 02:42:ac:11:00:02 netns /run/reef/netns/c1\n\
              ip link set vethabcdef0 master reef0\n\
+             ip link set vethabcdef0 type bridge_slave hairpin on\n\
              ip link set vethabcdef0 up\n\
              nsenter --net=/run/reef/netns/c1 ip addr add 172.17.0.2/16 dev eth0\n\
              nsenter --net=/run/reef/netns/c1 ip link set eth0 up\n\

@@ -18,6 +18,7 @@ use reef_core::plan::{NsRef, Op, Plan};
 
 use crate::netlink::Netlink;
 use crate::netns::{self, Netns};
+use crate::nft::Nft;
 use crate::{sysctl, KernelError};
 
 /// A sandbox's namespace and, once needed, its netlink socket.
@@ -35,6 +36,13 @@ pub struct Executor {
     host_ns: Netns,
     sandboxes: HashMap<PathBuf, Sandbox>,
     fail_before: Option<usize>,
+    nft: Option<Nft>,
+}
+
+impl std::fmt::Debug for Nft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nft")
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -53,7 +61,21 @@ impl Executor {
             host_ns: Netns::current()?,
             sandboxes: HashMap::new(),
             fail_before: None,
+            nft: None,
         })
+    }
+
+    /// The nftables context of the host namespace, created on first use.
+    pub fn nft(&mut self) -> Result<&mut Nft, KernelError> {
+        if self.nft.is_none() {
+            let nft = if self.host_ns.is_current()? {
+                Nft::new()?
+            } else {
+                self.host_ns.run(Nft::new)??
+            };
+            self.nft = Some(nft);
+        }
+        Ok(self.nft.as_mut().expect("created above"))
     }
 
     /// The host namespace's netlink socket (for observing).
@@ -146,6 +168,7 @@ impl Executor {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
             }
             Op::SetMaster { link, master } => self.host.set_master(link, master),
+            Op::SetHairpin { link } => self.host.set_hairpin(link, true),
             Op::SetUp { ns, link } => self.with_netlink(ns, |nl| nl.set_up(link)),
             Op::SetMtu { ns, link, mtu } => self.with_netlink(ns, |nl| nl.set_mtu(link, *mtu)),
             Op::AddAddr { ns, link, addr } => {
@@ -159,6 +182,22 @@ impl Executor {
             }
             Op::AddRoute { ns, dst, via, dev } => {
                 self.with_netlink(ns, |nl| nl.add_route(*dst, *via, dev))
+            }
+            Op::FirewallAdd(el) => self
+                .nft()?
+                .run(&reef_core::firewall::render_add(el))
+                .map(drop),
+            Op::FirewallDelete(el) => {
+                let script = reef_core::firewall::render_delete(el);
+                let nft = self.nft()?;
+                if nft.run(&script).is_err() {
+                    // One missing element fails the whole transaction; remove the rest one by
+                    // one (nft 1.0.6 has no `destroy element`).
+                    for line in script.lines() {
+                        let _ = nft.run(&format!("{line}\n"));
+                    }
+                }
+                Ok(())
             }
             Op::Sysctl { ns, key, value } => {
                 let write = || sysctl::ensure(key, value).map(drop);

@@ -12,6 +12,7 @@ mod error;
 pub mod exec;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod sysctl;
 
 pub use error::KernelError;

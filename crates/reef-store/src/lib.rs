@@ -187,6 +187,8 @@ mod tests {
             sandbox: None,
             endpoints: vec![],
             start_count: 0,
+            ports: vec![],
+            firewall: Default::default(),
         }
     }
 

@@ -104,6 +104,13 @@ pub enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// List a container's published ports, or the host side of one.
+    Port {
+        /// Container.
+        container: String,
+        /// PORT[/PROTO].
+        port: Option<String>,
+    },
     /// Show reef and daemon versions.
     Version,
 }
@@ -158,6 +165,21 @@ pub struct CreateArgs {
     /// Environment variable KEY=VALUE.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO], ranges allowed.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or range: PORT[-PORT][/PROTO].
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Link to another container: NAME[:ALIAS].
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// Only these sources may reach a published host port: HOSTPORT[/PROTO]=CIDR[,CIDR...].
+    #[arg(long = "publish-allow")]
+    pub publish_allow: Vec<String>,
     /// Print help (`-h` is --hostname, as in Docker).
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,

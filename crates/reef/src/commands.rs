@@ -7,8 +7,9 @@ use anyhow::{bail, Context};
 use hyper::Method;
 use reef_api::{
     ContainerCreate, ContainerInspect, ContainerSummary, CreateResponse, EndpointIpamConfig,
-    EndpointSettings, HostConfig, NetworkingConfig, WaitResponse,
+    EndpointSettings, HostConfig, NetworkingConfig, PortBinding, WaitResponse,
 };
+use reef_core::ports;
 
 use crate::args::{Cli, Command, CreateArgs, ExecArgs};
 use crate::client::{enc, Client, DaemonError};
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(e) => exec(&client, e).await,
+        Command::Port { container, port } => port_cmd(&client, &container, port.as_deref()).await,
         Command::Version => {
             let v: reef_api::Version = client.get("/version").await?;
             println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));
@@ -154,7 +156,54 @@ where
     })
 }
 
-fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
+/// `-p`, `--expose` and `--publish-allow` in Docker's API shapes.
+type PortsBody = (
+    BTreeMap<String, Vec<PortBinding>>,
+    BTreeMap<String, serde_json::Value>,
+    BTreeMap<String, Vec<String>>,
+);
+
+fn ports_body(a: &CreateArgs) -> anyhow::Result<PortsBody> {
+    let mut bindings: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    let mut exposed = BTreeMap::new();
+    for p in &a.publish {
+        for spec in ports::parse_publish(p)? {
+            let key = format!("{}/{}", spec.container_port, spec.proto);
+            exposed.insert(key.clone(), serde_json::json!({}));
+            bindings.entry(key).or_default().push(PortBinding {
+                host_ip: spec.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                host_port: match (spec.host_port, spec.host_range) {
+                    (Some(h), _) => h.to_string(),
+                    (None, Some((lo, hi))) => format!("{lo}-{hi}"),
+                    (None, None) => String::new(),
+                },
+            });
+        }
+    }
+    for e in &a.expose {
+        for (port, proto) in ports::parse_expose(e)? {
+            exposed.insert(format!("{port}/{proto}"), serde_json::json!({}));
+        }
+    }
+    let mut allow: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in &a.publish_allow {
+        let (port, sources) = entry.split_once('=').with_context(|| {
+            format!("invalid --publish-allow {entry:?}: expected HOSTPORT[/PROTO]=CIDR[,CIDR...]")
+        })?;
+        let (port, proto) = ports::parse_port_filter(port)
+            .with_context(|| format!("invalid --publish-allow {entry:?}"))?;
+        allow.entry(format!("{port}/{proto}")).or_default().extend(
+            sources
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+    }
+    Ok((bindings, exposed, allow))
+}
+
+fn create_body(a: &CreateArgs, attach: bool) -> anyhow::Result<ContainerCreate> {
+    let (port_bindings, exposed_ports, reef_publish_allow) = ports_body(a)?;
     let mut endpoints = BTreeMap::new();
     if a.ip.is_some() || a.mac_address.is_some() {
         endpoints.insert(
@@ -169,7 +218,8 @@ fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
             },
         );
     }
-    ContainerCreate {
+    Ok(ContainerCreate {
+        exposed_ports,
         hostname: a.hostname.clone().unwrap_or_default(),
         cmd: a.command.clone(),
         env: a.env.clone(),
@@ -186,11 +236,15 @@ fn create_body(a: &CreateArgs, attach: bool) -> ContainerCreate {
             dns_options: a.dns_option.clone(),
             extra_hosts: a.add_host.clone(),
             auto_remove: a.rm,
+            port_bindings,
+            publish_all_ports: a.publish_all,
+            links: a.link.clone(),
+            reef_publish_allow,
         },
         networking_config: NetworkingConfig {
             endpoints_config: endpoints,
         },
-    }
+    })
 }
 
 async fn create(client: &Client, a: &CreateArgs, attach: bool) -> anyhow::Result<String> {
@@ -198,7 +252,7 @@ async fn create(client: &Client, a: &CreateArgs, attach: bool) -> anyhow::Result
         Some(n) => format!("/containers/create?name={}", enc(n)),
         None => "/containers/create".to_string(),
     };
-    let r: CreateResponse = client.post_json(&path, &create_body(a, attach)).await?;
+    let r: CreateResponse = client.post_json(&path, &create_body(a, attach)?).await?;
     Ok(r.id)
 }
 
@@ -310,7 +364,7 @@ async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode>
                 format!("\"{cmd}\""),
                 format!("{} ago", human(age)),
                 c.status.clone(),
-                String::new(),
+                ports_column(&c.ports),
                 c.names
                     .first()
                     .map(|n| n.trim_start_matches('/').to_string())
@@ -392,8 +446,74 @@ async fn exec(client: &Client, e: ExecArgs) -> anyhow::Result<ExitCode> {
             info.id
         );
     }
-    let mut env = info.config.env.clone();
-    env.push(format!("HOSTNAME={}", info.config.hostname));
+    // The process's real environment carries what the daemon added (link variables, PATH,
+    // HOSTNAME); the configuration alone does not.
+    let mut env: Vec<String> = std::fs::read(format!("/proc/{}/environ", info.state.pid))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_else(|_| {
+            let mut env = info.config.env.clone();
+            env.push(format!("HOSTNAME={}", info.config.hostname));
+            env
+        });
     env.extend(e.env.iter().cloned());
     crate::exec::exec_in(info.state.pid, &e.command, &env).context("reef exec")
+}
+
+/// `docker ps`'s PORTS: `0.0.0.0:8080->80/tcp, 443/tcp`.
+fn ports_column(ports: &[reef_api::PortSummary]) -> String {
+    let mut v: Vec<&reef_api::PortSummary> = ports.iter().collect();
+    v.sort_by_key(|p| (p.private_port, p.kind.clone(), p.public_port));
+    v.iter()
+        .map(|p| {
+            if p.public_port == 0 {
+                format!("{}/{}", p.private_port, p.kind)
+            } else {
+                format!("{}:{}->{}/{}", p.ip, p.public_port, p.private_port, p.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `reef port NAME [PORT[/PROTO]]`: Docker's `80/tcp -> 0.0.0.0:8080` lines.
+async fn port_cmd(
+    client: &Client,
+    container: &str,
+    filter: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let info: ContainerInspect = client
+        .get(&format!("/containers/{}/json", enc(container)))
+        .await?;
+    let wanted = filter.map(ports::parse_port_filter).transpose()?;
+    let mut lines = Vec::new();
+    for (key, bindings) in &info.network_settings.ports {
+        let (port, proto) = ports::parse_port_filter(key)?;
+        if wanted.is_some_and(|w| w != (port, proto)) {
+            continue;
+        }
+        for b in bindings.iter().flatten() {
+            let ip: std::net::IpAddr = b.host_ip.parse().unwrap_or([0, 0, 0, 0].into());
+            let hp: u16 = b.host_port.parse().unwrap_or(0);
+            if wanted.is_some() {
+                lines.push((port, proto, format!("{ip}:{hp}")));
+            } else {
+                lines.push((port, proto, ports::format_port_line(port, proto, ip, hp)));
+            }
+        }
+    }
+    if lines.is_empty() {
+        if let Some((p, pr)) = wanted {
+            bail!("Error: No public port '{p}/{pr}' published for {container}");
+        }
+    }
+    lines.sort();
+    for (_, _, l) in lines {
+        println!("{l}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -20,13 +20,11 @@ pub fn exec_in(pid: i64, argv: &[String], env: &[String]) -> anyhow::Result<Exit
     };
     let (net, uts, mnt) = (open("net")?, open("uts")?, open("mnt")?);
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
-    if std::env::var_os("PATH").is_none() {
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-    }
+    // The container's environment only, as `docker exec` gives, not this shell's.
+    cmd.args(&argv[1..]).env_clear().env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
     for kv in env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);

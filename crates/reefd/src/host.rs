@@ -2,6 +2,9 @@
 //! hostname, and randomness for ids.
 
 use std::io::Read;
+use std::net::IpAddr;
+
+use reef_core::ports::{self, Proto};
 
 use crate::engine::HostFacts;
 
@@ -9,6 +12,28 @@ use crate::engine::HostFacts;
 pub struct RealHost;
 
 impl HostFacts for RealHost {
+    fn bound_sockets(&self, proto: Proto) -> Vec<(IpAddr, u16)> {
+        let (files, only_listen): (&[&str], bool) = match proto {
+            Proto::Tcp => (&["/proc/net/tcp", "/proc/net/tcp6"], true),
+            Proto::Udp => (&["/proc/net/udp", "/proc/net/udp6"], false),
+            // SCTP endpoints are listed elsewhere and in another format; reef's own
+            // bookkeeping still prevents two containers from taking one port.
+            Proto::Sctp => (&[], false),
+        };
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|text| ports::parse_proc_net(&text, only_listen))
+            .collect()
+    }
+
+    fn ephemeral_range(&self) -> (u16, u16) {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| ports::parse_port_range(&t).ok())
+            .unwrap_or((32768, 60999))
+    }
+
     fn resolv_conf(&self) -> String {
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     }

@@ -112,7 +112,17 @@ pub struct Host {
     pub dir: PathBuf,
     daemon: Option<Child>,
     bins: PathBuf,
+    extra_ns: Vec<String>,
+    background: Vec<Child>,
 }
+
+/// The address the test host gets on its link to the "outside" namespace (TEST-NET-2:
+/// nothing real answers there; the link exists only between the test's namespaces).
+pub const HOST_UPLINK_IP: &str = "198.51.100.1";
+/// The outside peer's address.
+pub const OUTSIDE_IP: &str = "198.51.100.2";
+/// A second address of the outside peer (for allow-list tests).
+pub const OUTSIDE_IP2: &str = "198.51.100.3";
 
 impl Host {
     /// A fresh host namespace with `lo` up. `tag` names the test in the namespace name.
@@ -138,9 +148,52 @@ impl Host {
             dir,
             daemon: None,
             bins: bin_dir(),
+            extra_ns: Vec::new(),
+            background: Vec::new(),
         };
         host.sh("ip link set lo up").ok("lo up");
         host
+    }
+
+    /// An "outside" machine: a namespace wired to this host by a veth, with
+    /// `HOST_UPLINK_IP` on the host side and `OUTSIDE_IP`/`OUTSIDE_IP2` outside. Returns the
+    /// outside namespace's name (deleted with the host).
+    pub fn add_outside(&mut self) -> String {
+        let out = format!("{}-o", self.ns);
+        let st = Command::new("ip")
+            .args(["netns", "add", &out])
+            .status()
+            .expect("ip netns add");
+        assert!(st.success(), "ip netns add {out}");
+        self.extra_ns.push(out.clone());
+        self.sh(&format!(
+            "ip link add uplink0 type veth peer name eth0 netns {out} && \
+             ip addr add {HOST_UPLINK_IP}/24 dev uplink0 && ip link set uplink0 up"
+        ))
+        .ok("uplink");
+        outside_sh(
+            &out,
+            &format!(
+                "ip link set lo up && ip addr add {OUTSIDE_IP}/24 dev eth0 && \
+             ip addr add {OUTSIDE_IP2}/24 dev eth0 && ip link set eth0 up"
+            ),
+        )
+        .ok("outside addresses");
+        out
+    }
+
+    /// Start a background command (e.g. a server) in one of the test's namespaces; it is
+    /// killed and reaped with the host.
+    pub fn spawn(&mut self, ns_path: &str, script: &str) {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={ns_path}"))
+            .args(["sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn background command");
+        self.background.push(child);
     }
 
     /// Path of the namespace file.
@@ -344,6 +397,27 @@ impl Host {
     }
 }
 
+fn pids_in_netns(ino: u64) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+                .filter(|p| *p != me)
+                .filter(|p| fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|m| m.ino() == ino))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A shell command in another of the test's namespaces (e.g. the outside peer).
+pub fn outside_sh(ns: &str, script: &str) -> Run {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .args(["sh", "-c", script]);
+    run_with_stdin(cmd, None)
+}
+
 fn run_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -364,6 +438,10 @@ fn run_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill9_daemon();
+        for mut c in self.background.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         // Everything in our namespaces was started by this test (reefd, shims, containers).
         for _ in 0..3 {
             let pids = self.owned_pids();
@@ -390,6 +468,15 @@ impl Drop for Host {
                 .status();
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        for ns in &self.extra_ns {
+            // Servers a test started outside live in that namespace only.
+            if let Ok(m) = fs::metadata(format!("/run/netns/{ns}")) {
+                for p in pids_in_netns(m.ino()) {
+                    let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
         if std::env::var_os("REEF_KEEP_TEST_DIR").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }

@@ -28,8 +28,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeader, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as NlLinkInfo,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkExtentMask, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -325,6 +325,31 @@ impl Netlink {
             LinkAttribute::Controller(master_index),
         ];
         self.change(RouteNetlinkMessage::SetLink(msg), 0, &op)
+    }
+
+    /// `ip link set NAME type bridge_slave hairpin on|off`: let a bridge port send a frame back
+    /// out the port it came in on. A container reaching its own published port through the
+    /// host address needs it: with br_netfilter the DNAT happens on the bridge path and the
+    /// frame's new destination sits behind its ingress port. The port must be enslaved.
+    pub fn set_hairpin(&mut self, name: &str, on: bool) -> Result<(), KernelError> {
+        let op = || {
+            format!(
+                "ip link set {name} type bridge_slave hairpin {}",
+                if on { "on" } else { "off" }
+            )
+        };
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::LinkInfo(vec![
+                NlLinkInfo::PortKind(InfoPortKind::Bridge),
+                NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    on,
+                )])),
+            ]),
+        ];
+        // Port settings go through NEWLINK on an existing link (as `ip` does), not SETLINK.
+        self.change(RouteNetlinkMessage::NewLink(msg), 0, &op)
     }
 
     /// `ip link set NAME mtu MTU`.

@@ -11,7 +11,12 @@ use axum::Json;
 use nix::sys::signal::Signal;
 use reef_api::{ContainerCreate, CreateResponse, WaitResponse};
 use reef_core::etc;
-use reef_core::model::{ContainerSpec, NetworkMode};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use reef_core::links;
+use reef_core::model::{ContainerSpec, NetworkMode, PublishAllow};
+use reef_core::ports::{self, PortSpec};
 use tokio::sync::broadcast;
 
 use super::{blocking, render, ApiError, AppState};
@@ -25,6 +30,34 @@ fn flag(q: &HashMap<String, String>, key: &str) -> bool {
 
 fn invalid(m: impl Into<String>) -> ApiError {
     ApiError(EngineError::Invalid(m.into()))
+}
+
+/// `HostPort`: "" (ephemeral), "8080", or "8000-8009" (one free port of the range).
+/// A host port and a host port range, at most one of them set.
+type HostPorts = (Option<u16>, Option<(u16, u16)>);
+
+fn parse_host_port(s: &str) -> Result<HostPorts, ApiError> {
+    let bad = || invalid(format!("invalid host port {s:?}"));
+    if s.is_empty() || s == "0" {
+        return Ok((None, None));
+    }
+    match s.split_once('-') {
+        None => Ok((Some(s.parse().map_err(|_| bad())?), None)),
+        Some((lo, hi)) => {
+            let (lo, hi): (u16, u16) = (
+                lo.parse().map_err(|_| bad())?,
+                hi.parse().map_err(|_| bad())?,
+            );
+            if lo == 0 || lo > hi {
+                return Err(bad());
+            }
+            Ok(if lo == hi {
+                (Some(lo), None)
+            } else {
+                (None, Some((lo, hi)))
+            })
+        }
+    }
 }
 
 /// Docker's create body -> reef's spec, rejecting what cannot be parsed.
@@ -59,7 +92,76 @@ fn spec_from_request(req: ContainerCreate) -> Result<ContainerSpec, ApiError> {
         .iter()
         .map(|h| etc::parse_extra_host(h).map_err(|e| invalid(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut publish = Vec::new();
+    for (key, bindings) in &hc.port_bindings {
+        let (ctr_port, proto) =
+            ports::parse_port_filter(key).map_err(|e| invalid(e.to_string()))?;
+        for b in bindings {
+            let host_ip = match b.host_ip.as_str() {
+                "" => None,
+                ip => Some(
+                    ip.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse()
+                        .map_err(|_| invalid(format!("invalid IP address: {ip:?}")))?,
+                ),
+            };
+            let (host_port, host_range) = parse_host_port(&b.host_port)?;
+            publish.push(PortSpec {
+                host_ip,
+                host_port,
+                host_range,
+                container_port: ctr_port,
+                proto,
+            });
+        }
+    }
+    let mut expose = Vec::new();
+    for key in req.exposed_ports.keys() {
+        expose.push(ports::parse_port_filter(key).map_err(|e| invalid(e.to_string()))?);
+    }
+    let links = hc
+        .links
+        .iter()
+        .map(|l| links::parse_link(l).map_err(invalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut publish_allow = Vec::new();
+    for (key, sources) in &hc.reef_publish_allow {
+        let (host_port, proto) = ports::parse_port_filter(key)
+            .map_err(|e| invalid(format!("--publish-allow {key}: {e}")))?;
+        if !publish
+            .iter()
+            .any(|p| p.host_port == Some(host_port) && p.proto == proto)
+        {
+            return Err(invalid(format!(
+                "--publish-allow {key}: no -p publishes host port {host_port}/{proto}"
+            )));
+        }
+        let sources = sources
+            .iter()
+            .map(|s| {
+                s.parse::<Ipv4Net>()
+                    .or_else(|_| s.parse::<Ipv4Addr>().map(Ipv4Net::from))
+                    .map_err(|_| invalid(format!("--publish-allow {key}: invalid source {s:?}: expected an IPv4 address or CIDR")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        publish_allow.push(PublishAllow {
+            host_port,
+            proto,
+            sources,
+        });
+    }
+    if matches!(mode, NetworkMode::Container(_)) && !publish.is_empty() {
+        return Err(invalid(
+            "conflicting options: port publishing and the container type network mode",
+        ));
+    }
     Ok(ContainerSpec {
+        publish,
+        expose,
+        publish_all: hc.publish_all_ports,
+        links,
+        publish_allow,
         cmd: req.cmd,
         env: req.env,
         hostname: Some(req.hostname).filter(|h| !h.is_empty()),

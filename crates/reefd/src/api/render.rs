@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use reef_api::{
     ContainerConfig, ContainerInspect, ContainerState, ContainerSummary, EndpointSettings,
-    HostConfig, NetworkSettings, ZERO_TIME,
+    HostConfig, NetworkSettings, PortBinding, PortSummary, ZERO_TIME,
 };
 use reef_core::model::{Container, Network, NetworkMode, Status};
 
 use crate::clock;
-use crate::engine::Paths;
+use crate::engine::{exposed, Paths};
 
 pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -> ContainerInspect {
     let mut settings = NetworkSettings::default();
@@ -98,9 +98,70 @@ pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -
                 .map(|h| format!("{}:{}", h.name, h.addr))
                 .collect(),
             auto_remove: c.spec.auto_remove,
+            port_bindings: port_bindings(c),
+            publish_all_ports: c.spec.publish_all,
+            links: c
+                .spec
+                .links
+                .iter()
+                .map(|(n, a)| format!("/{n}:/{}/{a}", c.name))
+                .collect(),
+            reef_publish_allow: c
+                .spec
+                .publish_allow
+                .iter()
+                .map(|a| {
+                    (
+                        format!("{}/{}", a.host_port, a.proto),
+                        a.sources.iter().map(|s| s.to_string()).collect(),
+                    )
+                })
+                .collect(),
         },
-        network_settings: settings,
+        network_settings: NetworkSettings {
+            ports: live_ports(c),
+            ..settings
+        },
     }
+}
+
+/// What was asked for with `-p`, in Docker's `PortBindings` shape.
+fn port_bindings(c: &Container) -> BTreeMap<String, Vec<PortBinding>> {
+    let mut m: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for p in &c.spec.publish {
+        m.entry(format!("{}/{}", p.container_port, p.proto))
+            .or_default()
+            .push(PortBinding {
+                host_ip: p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                host_port: match (p.host_port, p.host_range) {
+                    (Some(h), _) => h.to_string(),
+                    (None, Some((lo, hi))) => format!("{lo}-{hi}"),
+                    (None, None) => String::new(),
+                },
+            });
+    }
+    m
+}
+
+/// The ports in effect: published ones with their host side, exposed ones as null.
+fn live_ports(c: &Container) -> BTreeMap<String, Option<Vec<PortBinding>>> {
+    let mut m: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
+    if !c.is_running() {
+        return m;
+    }
+    for (port, proto) in exposed(&c.spec) {
+        m.insert(format!("{port}/{proto}"), None);
+    }
+    for b in &c.ports {
+        m.entry(format!("{}/{}", b.container_port, b.proto))
+            .or_insert(None)
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: b.host_ip.to_string(),
+                host_port: b.host_port.to_string(),
+            });
+    }
+    m
 }
 
 pub fn summary(c: &Container, now_nanos: u128) -> ContainerSummary {
@@ -122,7 +183,32 @@ pub fn summary(c: &Container, now_nanos: u128) -> ContainerSummary {
     let created = clock::parse_rfc3339(&c.created)
         .map(|n| (n / 1_000_000_000) as i64)
         .unwrap_or(0);
+    let mut ports: Vec<PortSummary> = c
+        .ports
+        .iter()
+        .map(|b| PortSummary {
+            ip: b.host_ip.to_string(),
+            private_port: b.container_port,
+            public_port: b.host_port,
+            kind: b.proto.to_string(),
+        })
+        .collect();
+    for (port, proto) in exposed(&c.spec) {
+        if !c
+            .ports
+            .iter()
+            .any(|b| b.container_port == port && b.proto == proto)
+        {
+            ports.push(PortSummary {
+                ip: String::new(),
+                private_port: port,
+                public_port: 0,
+                kind: proto.to_string(),
+            });
+        }
+    }
     ContainerSummary {
+        ports,
         id: c.id.clone(),
         names: vec![format!("/{}", c.name)],
         command: c.spec.cmd.join(" "),

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use reef_core::etc;
-use reef_core::model::{Container, Endpoint, NetworkMode, Status};
+use reef_core::firewall::Elements;
+use reef_core::model::{Container, Endpoint, NetworkMode, PortBinding, Status};
 use reef_core::names;
 use reef_core::plan::{self, NsRef, Op, Plan};
 use reef_runtime::{EtcFiles, LaunchSpec};
@@ -27,6 +28,12 @@ struct Placement {
     /// Files to bind-mount; `None` render means "reuse another container's files".
     etc_files: EtcFiles,
     render: Option<RenderedEtc>,
+    /// Published ports.
+    ports: Vec<PortBinding>,
+    /// Firewall elements the plan adds.
+    firewall: Elements,
+    /// Environment added by links.
+    extra_env: Vec<String>,
 }
 
 impl Engine {
@@ -44,6 +51,8 @@ impl Engine {
         starting.start_count += 1;
         starting.sandbox = place.sandbox.as_ref().map(|p| p.display().to_string());
         starting.endpoints = place.endpoints.clone();
+        starting.ports = place.ports.clone();
+        starting.firewall = place.firewall.clone();
         starting.exit_code = None;
         self.put(&mut inner, starting.clone())?;
 
@@ -89,7 +98,7 @@ impl Engine {
         let spec = LaunchSpec {
             id: c.id.clone(),
             argv: c.spec.cmd.clone(),
-            env: c.spec.env.clone(),
+            env: c.spec.env.iter().chain(&place.extra_env).cloned().collect(),
             netns: place.netns.clone(),
             hostname: place.hostname.clone(),
             etc_files: Some(place.etc_files.clone()),
@@ -168,14 +177,29 @@ impl Engine {
                     gateway: Some(br.gateway),
                     mac,
                 };
+                let (ports, port_rules) = self.allocate_ports(inner, c, ip)?;
+                let links = self.link_setup(inner, c, &net.id, ip)?;
+                let firewall = Elements {
+                    networks: vec![],
+                    ports: port_rules,
+                    links: links.rules,
+                };
                 let sandbox = self.paths.sandbox(&c.id);
                 let mut plan = plan::sandbox_create(sandbox.clone());
                 plan.extend(plan::attach(br, &ep, sandbox.clone()));
+                plan.extend(plan::firewall(firewall.clone()));
                 Ok(Placement {
                     netns: Some(sandbox.clone()),
                     sandbox: Some(sandbox),
+                    ports,
+                    firewall,
+                    extra_env: links.env,
                     render: Some(RenderedEtc {
-                        hosts: etc::render_hosts(Some((ip, &hostname)), &c.spec.extra_hosts, &[]),
+                        hosts: etc::render_hosts(
+                            Some((ip, &hostname)),
+                            &c.spec.extra_hosts,
+                            &links.hosts,
+                        ),
                         hostname: etc::render_hostname(&hostname),
                         resolv_conf: container_resolv(),
                     }),
@@ -192,6 +216,9 @@ impl Engine {
                     plan: plan::sandbox_create(sandbox.clone()),
                     sandbox: Some(sandbox),
                     endpoints: vec![],
+                    ports: vec![],
+                    firewall: Elements::default(),
+                    extra_env: vec![],
                     render: Some(RenderedEtc {
                         hosts: etc::render_hosts(None, &c.spec.extra_hosts, &[]),
                         hostname: etc::render_hostname(&hostname),
@@ -224,6 +251,9 @@ impl Engine {
                     netns: None,
                     sandbox: None,
                     endpoints: vec![],
+                    ports: vec![],
+                    firewall: Elements::default(),
+                    extra_env: vec![],
                     plan: Plan::default(),
                     render: Some(RenderedEtc {
                         hosts,
@@ -246,6 +276,9 @@ impl Engine {
                     netns,
                     sandbox: None,
                     endpoints: vec![],
+                    ports: vec![],
+                    firewall: Elements::default(),
+                    extra_env: vec![],
                     plan: Plan::default(),
                     render: None,
                     hostname: t.hostname(),
@@ -268,7 +301,9 @@ impl Engine {
     }
 
     pub(crate) fn put(&self, inner: &mut Inner, c: Container) -> Result<()> {
-        inner.store.commit(&[Change::PutContainer(Box::new(c.clone()))])?;
+        inner
+            .store
+            .commit(&[Change::PutContainer(Box::new(c.clone()))])?;
         inner.containers.insert(c.id.clone(), c);
         Ok(())
     }
@@ -330,6 +365,8 @@ impl Engine {
         c.pid_start_time = None;
         c.sandbox = None;
         c.endpoints.clear();
+        c.ports.clear();
+        c.firewall = Elements::default();
         if c.spec.auto_remove {
             inner
                 .store
@@ -350,14 +387,14 @@ impl Engine {
     /// Remove a container's veths and sandbox. Keeps going past errors (logged): what is left
     /// is found again as an orphan by the next reconcile.
     pub(crate) fn teardown(&self, inner: &mut Inner, c: &Container) {
-        let mut ops: Vec<Op> = c
-            .endpoints
-            .iter()
-            .map(|ep| Op::DeleteLink {
-                ns: NsRef::Host,
-                name: ep.host_ifname.clone(),
-            })
-            .collect();
+        let mut ops: Vec<Op> = Vec::new();
+        if !c.firewall.is_empty() {
+            ops.push(Op::FirewallDelete(c.firewall.clone()));
+        }
+        ops.extend(c.endpoints.iter().map(|ep| Op::DeleteLink {
+            ns: NsRef::Host,
+            name: ep.host_ifname.clone(),
+        }));
         if let Some(sb) = &c.sandbox {
             ops.push(Op::DeleteSandbox { path: sb.into() });
         }

@@ -8,6 +8,7 @@
 mod files;
 mod lifecycle;
 mod networks;
+mod publish;
 mod reconcile;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use reef_store::{Change, Store};
 use tokio::sync::broadcast;
 
 pub use files::Paths;
+pub use publish::exposed;
 
 /// Why an operation failed; the API maps each kind to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,10 @@ pub trait HostFacts: Send + Sync {
     fn hostname(&self) -> String;
     /// 32 random bytes for an id.
     fn random_id(&self) -> String;
+    /// Sockets bound on the host for a protocol (TCP: listening ones), from /proc/net.
+    fn bound_sockets(&self, proto: reef_core::ports::Proto) -> Vec<(std::net::IpAddr, u16)>;
+    /// `net.ipv4.ip_local_port_range`.
+    fn ephemeral_range(&self) -> (u16, u16);
 }
 
 /// The engine.
@@ -165,6 +171,7 @@ impl Engine {
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;
+        engine.sync_firewall()?;
         Ok(engine)
     }
 
@@ -220,8 +227,12 @@ impl Engine {
             sandbox: None,
             endpoints: vec![],
             start_count: 0,
+            ports: vec![],
+            firewall: Default::default(),
         };
-        inner.store.commit(&[Change::PutContainer(Box::new(c.clone()))])?;
+        inner
+            .store
+            .commit(&[Change::PutContainer(Box::new(c.clone()))])?;
         inner.containers.insert(id.clone(), c);
         Ok(id)
     }

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
 use reef_core::config::BridgeChoice;
+use reef_core::firewall::{self, Elements, NetworkRule};
 use reef_core::ipam::{self, AddressSpace};
 use reef_core::model::{BridgeNetwork, Network, NetworkMode};
 use reef_core::names;
@@ -73,6 +74,57 @@ impl Engine {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Bring reef's nftables table in line with the state, in one transaction: the fixed
+    /// skeleton plus every network's and running container's elements. `REEF-USER` and
+    /// its rules survive. Also the sysctls publishing needs on each bridge.
+    pub(crate) fn sync_firewall(&self) -> Result<()> {
+        if !self.cfg.iptables {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        let mut all = Elements::default();
+        let mut bridges = Vec::new();
+        for n in inner.networks.values() {
+            if let Some(br) = &n.bridge {
+                all.networks.push(NetworkRule {
+                    bridge: br.ifname.clone(),
+                    subnet: br.subnet,
+                    masquerade: self.cfg.ip_masq && !n.internal,
+                    icc: self.cfg.icc,
+                });
+                bridges.push(br.ifname.clone());
+            }
+        }
+        for c in inner.containers.values().filter(|c| c.is_running()) {
+            all.extend(&c.firewall);
+        }
+        inner.exec.nft()?.run(&firewall::render_sync(&all))?;
+        for br in bridges {
+            // The host's own 127.0.0.1:PORT is DNATed to a container behind this bridge.
+            inner.exec.apply(&Op::Sysctl {
+                ns: NsRef::Host,
+                key: format!("net.ipv4.conf.{br}.route_localnet"),
+                value: "1".into(),
+            })?;
+        }
+        if !self.cfg.icc {
+            // Bridged traffic meets the forward hook (and --icc=false) only through br_netfilter.
+            inner
+                .exec
+                .apply(&Op::Sysctl {
+                    ns: NsRef::Host,
+                    key: "net.bridge.bridge-nf-call-iptables".into(),
+                    value: "1".into(),
+                })
+                .map_err(|e| {
+                    EngineError::Invalid(format!(
+                        "--icc=false needs the br_netfilter kernel module (modprobe br_netfilter): {e}"
+                    ))
+                })?;
         }
         Ok(())
     }
