@@ -7,6 +7,13 @@ fn ping(h: &Host, ctr: &str, ip: &str) -> bool {
     h.in_ctr(ctr, &format!("ping -c 1 -W 2 {ip}")).code == 0
 }
 
+fn bridge_ports(h: &Host) -> usize {
+    h.sh("ip -o link show master reef0")
+        .ok("bridge ports")
+        .lines()
+        .count()
+}
+
 fn run_d(h: &Host, args: &[&str]) -> String {
     let mut a = vec!["run", "-d"];
     a.extend_from_slice(args);
@@ -71,11 +78,9 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     h.reef_ok(&["stop", "-t", "1", "a"]);
     assert_eq!(h.inspect("a", "{{.State.Running}}"), "false");
     assert_eq!(h.inspect("a", "{{.NetworkSettings.IPAddress}}"), "");
-    let ports = h.sh("ip -o link show master reef0").ok("bridge ports");
-    assert_eq!(
-        ports.lines().count(),
-        1,
-        "stopped container's veth stays: {ports}"
+    assert!(
+        eventually(5, || bridge_ports(&h) == 1),
+        "stopped container's veth stays"
     );
     run_d(&h, &["--name", "c", "sleep", "1000"]);
     assert_eq!(
@@ -91,8 +96,10 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     assert!(ping(&h, "a", "172.17.0.2"));
     h.reef_ok(&["rm", "-f", "a", "b", "c"]);
     assert_eq!(h.reef_ok(&["ps", "-aq"]), "");
-    let ports = h.sh("ip -o link show master reef0").ok("bridge ports");
-    assert_eq!(ports, "", "veths left after rm -f");
+    assert!(
+        eventually(5, || bridge_ports(&h) == 0),
+        "veths left after rm -f"
+    );
     let sandboxes = std::fs::read_dir(h.dir.join("exec/netns")).unwrap().count();
     assert_eq!(sandboxes, 0, "sandboxes left after rm -f");
 }
@@ -509,12 +516,9 @@ fn r2_kill9_daemon_keeps_containers_and_reconciles() {
         !links.contains("vethdead000"),
         "orphan veth not removed: {links}"
     );
-    assert_eq!(
-        h.sh("ip -o link show master reef0")
-            .ok("ports")
-            .lines()
-            .count(),
-        2
+    assert!(
+        eventually(5, || bridge_ports(&h) == 2),
+        "bridge ports after restart"
     );
     // The re-adopted containers are still managed: stop reaps them.
     h.reef_ok(&["stop", "-t", "1", "a"]);
@@ -524,4 +528,45 @@ fn r2_kill9_daemon_keeps_containers_and_reconciles() {
         h.inspect("c", "{{.NetworkSettings.IPAddress}}"),
         "172.17.0.2"
     );
+}
+
+#[test]
+fn r2_default_pool_skips_subnets_in_use_and_mac_and_tty_options() {
+    let mut h = Host::new("pool");
+    // The host already uses part of 172.17.0.0/16, so reef0 must take the next pool.
+    h.sh("ip link add probe0 type veth peer name probe1 && ip addr add 172.17.9.1/24 dev probe0 && ip link set probe0 up")
+        .ok("probe link");
+    h.start_daemon(&[]);
+    let br = h.sh("ip -o -4 addr show dev reef0").ok("reef0");
+    assert!(br.contains("172.18.0.1/16"), "{br}");
+    run_d(
+        &h,
+        &[
+            "--name",
+            "m",
+            "--mac-address",
+            "02:42:aa:bb:cc:dd",
+            "sleep",
+            "1000",
+        ],
+    );
+    let link = h.in_ctr("m", "ip -o link show dev eth0").ok("eth0");
+    assert!(link.contains("02:42:aa:bb:cc:dd"), "{link}");
+    assert_eq!(
+        h.inspect("m", "{{.NetworkSettings.MacAddress}}"),
+        "02:42:aa:bb:cc:dd"
+    );
+    // -t gives the process a terminal of its own.
+    let run = h.reef(&["run", "--rm", "-t", "sh", "-c", "tty"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.trim().starts_with("/dev/pts/"),
+        "{:?}",
+        run.stdout
+    );
+    // A restart of the daemon keeps the subnet it chose.
+    h.stop_daemon();
+    h.start_daemon(&[]);
+    let br = h.sh("ip -o -4 addr show dev reef0").ok("reef0");
+    assert!(br.contains("172.18.0.1/16"), "{br}");
 }

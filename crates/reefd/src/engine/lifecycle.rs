@@ -11,7 +11,7 @@ use reef_core::etc;
 use reef_core::firewall::Elements;
 use reef_core::model::{Container, Endpoint, NetworkMode, PortBinding, Status};
 use reef_core::names;
-use reef_core::plan::{self, NsRef, Op, Plan};
+use reef_core::plan::{self, Op, Plan};
 use reef_runtime::{EtcFiles, LaunchSpec};
 use reef_store::Change;
 
@@ -391,16 +391,22 @@ impl Engine {
         if !c.firewall.is_empty() {
             ops.push(Op::FirewallDelete(c.firewall.clone()));
         }
-        ops.extend(c.endpoints.iter().map(|ep| Op::DeleteLink {
-            ns: NsRef::Host,
-            name: ep.host_ifname.clone(),
-        }));
         if let Some(sb) = &c.sandbox {
             ops.push(Op::DeleteSandbox { path: sb.into() });
         }
         for op in ops {
             if let Err(e) = inner.exec.apply(&op) {
                 tracing::warn!(id = %c.id, op = %op, error = %e, "teardown step failed");
+            }
+        }
+        // Removing the sandbox destroys its veth pairs in the background, unless something
+        // still holds the namespace (a container: joiner). Deleting a veth blocks for tens of
+        // milliseconds in the kernel, so leftovers go to the reaper thread instead of
+        // holding up this request; their addresses were inside the sandbox, so nothing
+        // collides meanwhile.
+        for ep in &c.endpoints {
+            if matches!(inner.exec.host().link(&ep.host_ifname), Ok(Some(_))) {
+                self.reaper.delete_link(ep.host_ifname.clone());
             }
         }
         let state_dir = self.paths.state_dir(&c.id);

@@ -9,6 +9,7 @@ mod files;
 mod lifecycle;
 mod networks;
 mod publish;
+mod reaper;
 mod reconcile;
 
 use std::collections::BTreeMap;
@@ -117,6 +118,8 @@ pub struct Engine {
     /// Exit codes of `--rm` containers that removed themselves, newest last, so a client
     /// that waits right after the exit still learns the code.
     pub(crate) removed_exits: Mutex<std::collections::VecDeque<(String, i32)>>,
+    /// Deletes leftover host veths off the request path.
+    pub(crate) reaper: reaper::Reaper,
 }
 
 /// What `create` needs besides the spec.
@@ -168,6 +171,7 @@ impl Engine {
             rt,
             fail_after_step,
             removed_exits: Mutex::default(),
+            reaper: reaper::Reaper::start()?,
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;
