@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # Kernel tools reef and its tests use: iproute2 (ip), util-linux (nsenter, unshare),
 # and the tools the tests run inside containers (ping, dig, nc, curl, python3).
-PACKAGES=(iproute2 util-linux libnftables-dev iputils-ping dnsutils netcat-openbsd curl socat nftables conntrack procps python3 kmod)
+PACKAGES=(iproute2 util-linux libnftables-dev iputils-ping dnsutils netcat-openbsd curl socat nftables conntrack procps python3 kmod dnsmasq-base)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -120,6 +120,8 @@ pub struct EndpointSettings {
     pub ipam_config: Option<EndpointIpamConfig>,
     /// `--mac-address`.
     pub mac_address: String,
+    /// `--network-alias` / `network connect --alias`.
+    pub aliases: Vec<String>,
     /// Network id (responses).
     #[serde(rename = "NetworkID")]
     pub network_id: String,
@@ -335,4 +337,147 @@ pub mod stream {
             assert!(buf.is_empty());
         }
     }
+}
+
+/// `POST /networks/create` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkCreate {
+    /// Name.
+    pub name: String,
+    /// `bridge`.
+    pub driver: String,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `-o`.
+    pub options: BTreeMap<String, String>,
+    /// Addressing.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// Accepted for compatibility; duplicates are always refused.
+    pub check_duplicate: bool,
+    /// Accepted for compatibility (every reef network is attachable).
+    pub attachable: bool,
+    /// IPv6 is not supported; `true` is refused.
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+}
+
+/// Docker's `IPAM`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ipam {
+    /// `default`.
+    pub driver: String,
+    /// Subnets (reef uses at most one).
+    pub config: Vec<IpamConfig>,
+    /// Options.
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// One IPAM pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IpamConfig {
+    /// `--subnet`.
+    pub subnet: String,
+    /// `--ip-range`.
+    #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+    /// `--gateway`.
+    pub gateway: String,
+}
+
+/// `POST /networks/create` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkCreateResponse {
+    /// Id.
+    pub id: String,
+    /// Warnings.
+    #[serde(default)]
+    pub warning: String,
+}
+
+/// Docker's `NetworkResource` (`GET /networks`, `GET /networks/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkResource {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub id: String,
+    /// RFC 3339.
+    pub created: String,
+    /// `local`.
+    pub scope: String,
+    /// `bridge`, `host`, `null`.
+    pub driver: String,
+    /// Always false.
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Addressing.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// `--internal`.
+    pub internal: bool,
+    /// Always true for user networks.
+    pub attachable: bool,
+    /// Always false.
+    pub ingress: bool,
+    /// Containers on it, by id.
+    pub containers: BTreeMap<String, NetworkContainer>,
+    /// Options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container as a network lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkContainer {
+    /// Container name.
+    pub name: String,
+    /// Endpoint id.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// MAC.
+    pub mac_address: String,
+    /// `172.18.0.2/16`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// Empty.
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// `POST /networks/{id}/connect` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkConnect {
+    /// Container name or id.
+    pub container: String,
+    /// `--ip`, `--alias`.
+    pub endpoint_config: Option<EndpointSettings>,
+}
+
+/// `POST /networks/{id}/disconnect` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkDisconnect {
+    /// Container name or id.
+    pub container: String,
+    /// `-f`.
+    pub force: bool,
+}
+
+/// `POST /networks/prune` answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkPruneResponse {
+    /// Names of the removed networks.
+    pub networks_deleted: Vec<String>,
 }

@@ -42,6 +42,9 @@ pub struct NetworkRule {
     pub masquerade: bool,
     /// Let containers on the bridge reach each other.
     pub icc: bool,
+    /// Docker's `--internal`: nothing is forwarded between this bridge and anywhere else.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 /// A published port.
@@ -108,6 +111,8 @@ const SETS: &[(&str, &str)] = &[
     ("bridge_nets", "type ifname . ipv4_addr; flags interval;"),
     ("masq_nets", "type ipv4_addr; flags interval;"),
     ("icc_deny", "type ifname . ifname;"),
+    ("same_bridge", "type ifname . ifname;"),
+    ("internal", "type ifname;"),
     ("restricted", "type inet_proto . inet_service;"),
     (
         "allowed",
@@ -174,6 +179,13 @@ const RULES: &[(&str, &str)] = &[
     ("postrouting", "oifname . ip saddr @bridge_nets return"),
     ("postrouting", "ip saddr @masq_nets masquerade"),
     ("forward", "jump REEF-USER"),
+    // Networks are isolated from each other, except through published ports (DNAT).
+    (
+        "forward",
+        "iifname @bridges oifname @bridges ct status & dnat == 0 iifname . oifname != @same_bridge drop",
+    ),
+    ("forward", "iifname @internal iifname . oifname != @same_bridge drop"),
+    ("forward", "oifname @internal iifname . oifname != @same_bridge drop"),
     ("forward", "ct state established,related accept"),
     (
         "forward",
@@ -239,6 +251,10 @@ fn render(el: &Elements, adding: bool) -> String {
             "bridge_nets",
             &format!("\"{b}\" . {}", n.subnet),
         );
+        element(&mut s, verb, "same_bridge", &format!("\"{b}\" . \"{b}\""));
+        if n.internal {
+            element(&mut s, verb, "internal", &format!("\"{b}\""));
+        }
         if n.masquerade {
             element(&mut s, verb, "masq_nets", &n.subnet.to_string());
         }
@@ -321,6 +337,7 @@ mod tests {
                 subnet: "172.17.0.0/16".parse().unwrap(),
                 masquerade: true,
                 icc: false,
+                internal: false,
             }],
             ports: vec![
                 PortRule {
@@ -355,6 +372,7 @@ mod tests {
         let expected = "\
 add element ip reef bridges { \"reef0\" }
 add element ip reef bridge_nets { \"reef0\" . 172.17.0.0/16 }
+add element ip reef same_bridge { \"reef0\" . \"reef0\" }
 add element ip reef masq_nets { 172.17.0.0/16 }
 add element ip reef icc_deny { \"reef0\" . \"reef0\" }
 add element ip reef dnat_any { tcp . 8080 : 172.17.0.2 . 80 }

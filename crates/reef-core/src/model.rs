@@ -155,6 +155,24 @@ pub struct ContainerSpec {
     /// `--publish-allow HOSTPORT/PROTO=CIDR,...`: per host port, the only sources allowed.
     #[serde(default)]
     pub publish_allow: Vec<PublishAllow>,
+    /// The bridge-kind networks it is on, in order (`eth0`, `eth1`, ...): the `--network`
+    /// one first, then those `network connect` added. Empty in records written before
+    /// user networks existed: then the `--network` mode alone says which.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// A container's membership of one network, as asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// Network name or id as the user gave it.
+    pub network: String,
+    /// `--ip`.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// `--network-alias` / `--alias`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A source allow-list of one published host port.
@@ -228,6 +246,9 @@ pub struct Endpoint {
     pub gateway: Option<Ipv4Addr>,
     /// MAC address, `02:42:...` form.
     pub mac: String,
+    /// DNS aliases on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A container: its request, its state and its network attachments.

@@ -469,6 +469,7 @@ mod tests {
             prefix_len: 16,
             gateway: Some("172.17.0.1".parse().unwrap()),
             mac: "02:42:ac:11:00:02".into(),
+            aliases: vec![],
         }
     }
 

@@ -104,6 +104,9 @@ pub enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// List a container's published ports, or the host side of one.
     Port {
         /// Container.
@@ -180,6 +183,9 @@ pub struct CreateArgs {
     /// Only these sources may reach a published host port: HOSTPORT[/PROTO]=CIDR[,CIDR...].
     #[arg(long = "publish-allow")]
     pub publish_allow: Vec<String>,
+    /// DNS alias of the container on its (user-defined) network.
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Print help (`-h` is --hostname, as in Docker).
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -204,4 +210,86 @@ pub struct ExecArgs {
     /// Command and arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create {
+        /// Driver (bridge).
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR form.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Allocate container addresses from this sub-range.
+        #[arg(long = "ip-range")]
+        ip_range: Option<String>,
+        /// Gateway address.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No route out, no masquerade, no published ports.
+        #[arg(long)]
+        internal: bool,
+        /// Label KEY=VALUE.
+        #[arg(long)]
+        label: Vec<String>,
+        /// Driver option KEY=VALUE (com.docker.network.bridge.name, ...enable_icc, ...).
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        /// Name.
+        name: String,
+    },
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only print ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Show networks' details as JSON.
+    Inspect {
+        /// Go-template-like format.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        /// Networks.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Networks.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove every unused user network.
+    Prune {
+        /// Do not ask (reef never asks; accepted for compatibility).
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Connect a container to a network.
+    Connect {
+        /// IPv4 address.
+        #[arg(long)]
+        ip: Option<String>,
+        /// DNS alias on this network.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Network.
+        network: String,
+        /// Container.
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// Also when the container is gone.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Network.
+        network: String,
+        /// Container.
+        container: String,
+    },
 }

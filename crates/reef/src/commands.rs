@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect {
             format: fmt,
             containers,
-        } => inspect(&client, fmt, &containers).await,
+        } => inspect_many(&client, "containers", fmt, &containers).await,
         Command::Logs { container } => {
             let container = enc(&container);
             let ans = client
@@ -120,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(e) => exec(&client, e).await,
         Command::Port { container, port } => port_cmd(&client, &container, port.as_deref()).await,
+        Command::Network(n) => crate::networks::run(&client, n).await,
         Command::Version => {
             let v: reef_api::Version = client.get("/version").await?;
             println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));
@@ -134,7 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Docker's multi-container commands: print each name that worked, report each failure,
 /// and exit 1 if any failed.
-async fn each<F, Fut>(containers: &[String], f: F) -> anyhow::Result<ExitCode>
+pub(crate) async fn each<F, Fut>(containers: &[String], f: F) -> anyhow::Result<ExitCode>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -205,7 +206,7 @@ fn ports_body(a: &CreateArgs) -> anyhow::Result<PortsBody> {
 fn create_body(a: &CreateArgs, attach: bool) -> anyhow::Result<ContainerCreate> {
     let (port_bindings, exposed_ports, reef_publish_allow) = ports_body(a)?;
     let mut endpoints = BTreeMap::new();
-    if a.ip.is_some() || a.mac_address.is_some() {
+    if a.ip.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
         endpoints.insert(
             a.network.clone(),
             EndpointSettings {
@@ -214,6 +215,7 @@ fn create_body(a: &CreateArgs, attach: bool) -> anyhow::Result<ContainerCreate> 
                     .clone()
                     .map(|ip| EndpointIpamConfig { ipv4_address: ip }),
                 mac_address: a.mac_address.clone().unwrap_or_default(),
+                aliases: a.network_alias.clone(),
                 ..Default::default()
             },
         );
@@ -402,8 +404,10 @@ fn human(secs: u64) -> String {
     }
 }
 
-async fn inspect(
+/// `inspect` of containers or networks (`kind` = `containers` | `networks`).
+pub(crate) async fn inspect_many(
     client: &Client,
+    kind: &str,
     fmt: Option<String>,
     containers: &[String],
 ) -> anyhow::Result<ExitCode> {
@@ -411,7 +415,11 @@ async fn inspect(
     let mut failed = false;
     for c in containers {
         match client
-            .get::<serde_json::Value>(&format!("/containers/{}/json", enc(c)))
+            .get::<serde_json::Value>(&if kind == "containers" {
+                format!("/containers/{}/json", enc(c))
+            } else {
+                format!("/{kind}/{}", enc(c))
+            })
             .await
         {
             Ok(v) => found.push(v),

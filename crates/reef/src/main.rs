@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod exec;
 mod format;
+mod networks;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();

@@ -2,8 +2,13 @@
 //! hostname, and randomness for ids.
 
 use std::io::Read;
-use std::net::IpAddr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+};
 use reef_core::ports::{self, Proto};
 
 use crate::engine::HostFacts;
@@ -12,19 +17,22 @@ use crate::engine::HostFacts;
 pub struct RealHost;
 
 impl HostFacts for RealHost {
-    fn bound_sockets(&self, proto: Proto) -> Vec<(IpAddr, u16)> {
-        let (files, only_listen): (&[&str], bool) = match proto {
-            Proto::Tcp => (&["/proc/net/tcp", "/proc/net/tcp6"], true),
-            Proto::Udp => (&["/proc/net/udp", "/proc/net/udp6"], false),
-            // SCTP endpoints are listed elsewhere and in another format; reef's own
-            // bookkeeping still prevents two containers from taking one port.
-            Proto::Sctp => (&[], false),
+    fn port_in_use(&self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+        // Binding is the kernel's own answer and costs microseconds; reading /proc/net/tcp
+        // walks the whole machine's connection table (over a millisecond). SO_REUSEADDR
+        // lets the probe ignore TIME_WAIT leftovers while still colliding with a listener.
+        let (kind, protocol) = match proto {
+            Proto::Tcp => (SockType::Stream, SockProtocol::Tcp),
+            Proto::Udp => (SockType::Datagram, SockProtocol::Udp),
+            // A listening SCTP socket refuses the bind the same way.
+            Proto::Sctp => (SockType::SeqPacket, SockProtocol::Sctp),
         };
-        files
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(f).ok())
-            .flat_map(|text| ports::parse_proc_net(&text, only_listen))
-            .collect()
+        let Ok(fd) = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, protocol) else {
+            return false;
+        };
+        let _ = setsockopt(&fd, sockopt::ReuseAddr, &true);
+        let addr = SockaddrIn::from(SocketAddrV4::new(ip, port));
+        matches!(bind(fd.as_raw_fd(), &addr), Err(Errno::EADDRINUSE))
     }
 
     fn ephemeral_range(&self) -> (u16, u16) {

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use reef_core::links;
-use reef_core::model::{ContainerSpec, NetworkMode, PublishAllow};
+use reef_core::model::{ContainerSpec, NetworkAttachment, NetworkMode, PublishAllow};
 use reef_core::ports::{self, PortSpec};
 use tokio::sync::broadcast;
 
@@ -156,7 +156,27 @@ fn spec_from_request(req: ContainerCreate) -> Result<ContainerSpec, ApiError> {
             "conflicting options: port publishing and the container type network mode",
         ));
     }
+    let networks = match &mode {
+        NetworkMode::Bridge | NetworkMode::Named(_) => vec![NetworkAttachment {
+            network: match &mode {
+                NetworkMode::Named(n) => n.clone(),
+                _ => reef_core::names::DEFAULT_NETWORK.to_string(),
+            },
+            ip,
+            aliases: ep.map(|e| e.aliases.clone()).unwrap_or_default(),
+        }],
+        _ => vec![],
+    };
+    if !networks.is_empty()
+        && !networks[0].aliases.is_empty()
+        && networks[0].network == reef_core::names::DEFAULT_NETWORK
+    {
+        return Err(invalid(
+            "network-scoped aliases are only supported for user-defined networks",
+        ));
+    }
     Ok(ContainerSpec {
+        networks,
         publish,
         expose,
         publish_all: hc.publish_all_ports,

@@ -7,6 +7,7 @@
 
 mod attach;
 mod containers;
+mod networks;
 mod render;
 
 use std::collections::HashMap;
@@ -52,6 +53,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}", delete(containers::remove))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .with_state(state)
 }
 
@@ -99,6 +109,7 @@ impl IntoResponse for ApiError {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
+            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::NotModified => return StatusCode::NOT_MODIFIED.into_response(),
             EngineError::Runtime(e) if e.docker_exit_code() != 125 => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -33,6 +33,7 @@ pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -
             name,
             EndpointSettings {
                 ipam_config: None,
+                aliases: ep.aliases.clone(),
                 mac_address: ep.mac.clone(),
                 network_id: ep.network_id.clone(),
                 endpoint_id: ep.id.clone(),

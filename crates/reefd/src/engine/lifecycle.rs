@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use reef_core::etc;
 use reef_core::firewall::Elements;
-use reef_core::model::{Container, Endpoint, NetworkMode, PortBinding, Status};
+use reef_core::model::{Container, Endpoint, NetworkAttachment, NetworkMode, PortBinding, Status};
 use reef_core::names;
 use reef_core::plan::{self, Op, Plan};
 use reef_runtime::{EtcFiles, LaunchSpec};
@@ -72,6 +72,7 @@ impl Engine {
         running.started_at = Some(crate::clock::rfc3339(crate::clock::now_nanos()));
         let (id, count) = (running.id.clone(), running.start_count);
         self.put(&mut inner, running)?;
+        self.publish_dns(&inner);
         drop(inner);
         self.watch_exit(id, count, launched.shim_pid);
         Ok(())
@@ -154,40 +155,48 @@ impl Engine {
         };
         match mode {
             NetworkMode::Bridge | NetworkMode::Named(_) => {
-                let net = self.bridge_network_for(inner, &mode)?;
-                let br = net.bridge.as_ref().expect("bridge network");
-                let ip = self
-                    .address_space(br)?
-                    .allocate(&self.allocated_on(inner, &net.id), c.spec.ip)
-                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
-                let ep_id = self.host.random_id();
-                let mac = match &c.spec.mac {
-                    Some(m) => names::format_mac(
-                        names::parse_mac(m).map_err(|e| EngineError::Invalid(e.to_string()))?,
-                    ),
-                    None => names::format_mac(names::mac_from_ipv4(ip)),
-                };
-                let ep = Endpoint {
-                    host_ifname: names::veth_name(&ep_id),
-                    id: ep_id,
-                    network_id: net.id.clone(),
-                    ifname: names::container_ifname(0),
-                    ip,
-                    prefix_len: br.subnet.prefix_len(),
-                    gateway: Some(br.gateway),
-                    mac,
-                };
-                let (ports, port_rules) = self.allocate_ports(inner, c, ip)?;
-                let links = self.link_setup(inner, c, &net.id, ip)?;
+                let sandbox = self.paths.sandbox(&c.id);
+                let mut plan = plan::sandbox_create(sandbox.clone());
+                let endpoints = self.plan_endpoints(inner, c, &sandbox, &mut plan)?;
+                let first = &endpoints[0];
+                let first_net = &inner.networks[&first.network_id];
+                // Docker's per-network default host address for published ports.
+                let default_ip = first_net
+                    .options
+                    .get(super::networks::OPT_HOST_IP)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(self.cfg.ip);
+                let (ports, port_rules) = self.allocate_ports(inner, c, first.ip, default_ip)?;
+                if first_net.internal && !ports.is_empty() {
+                    return Err(EngineError::Invalid(format!(
+                        "cannot publish ports of a container on the internal network {}",
+                        first_net.name
+                    )));
+                }
+                let links = self.link_setup(inner, c, &first.network_id, first.ip)?;
                 let firewall = Elements {
                     networks: vec![],
                     ports: port_rules,
                     links: links.rules,
                 };
-                let sandbox = self.paths.sandbox(&c.id);
-                let mut plan = plan::sandbox_create(sandbox.clone());
-                plan.extend(plan::attach(br, &ep, sandbox.clone()));
                 plan.extend(plan::firewall(firewall.clone()));
+                // On a user network the embedded DNS server (on the gateway) is the
+                // nameserver; the container's --dns become its upstreams.
+                let embedded_dns = endpoints.iter().find_map(|e| {
+                    let n = &inner.networks[&e.network_id];
+                    (n.name != names::DEFAULT_NETWORK)
+                        .then(|| n.bridge.as_ref().map(|b| b.gateway))
+                        .flatten()
+                });
+                let resolv_conf = match embedded_dns {
+                    Some(gw) => etc::render_resolv_conf(&etc::container_resolv_conf(
+                        &host_resolv,
+                        &[gw.to_string()],
+                        &search,
+                        &options,
+                    )),
+                    None => container_resolv(),
+                };
                 Ok(Placement {
                     netns: Some(sandbox.clone()),
                     sandbox: Some(sandbox),
@@ -196,14 +205,14 @@ impl Engine {
                     extra_env: links.env,
                     render: Some(RenderedEtc {
                         hosts: etc::render_hosts(
-                            Some((ip, &hostname)),
+                            Some((first.ip, &hostname)),
                             &c.spec.extra_hosts,
                             &links.hosts,
                         ),
                         hostname: etc::render_hostname(&hostname),
-                        resolv_conf: container_resolv(),
+                        resolv_conf,
                     }),
-                    endpoints: vec![ep],
+                    endpoints,
                     plan,
                     hostname,
                     etc_files: own_files,
@@ -288,6 +297,90 @@ impl Engine {
         }
     }
 
+    /// The bridge-kind networks a container asks to be on, in order.
+    pub(crate) fn attachments(c: &Container) -> Vec<NetworkAttachment> {
+        if !c.spec.networks.is_empty() {
+            return c.spec.networks.clone();
+        }
+        let network = match c.spec.network_mode.clone().unwrap_or(NetworkMode::Bridge) {
+            NetworkMode::Named(n) => n,
+            _ => names::DEFAULT_NETWORK.to_string(),
+        };
+        vec![NetworkAttachment {
+            network,
+            ip: c.spec.ip,
+            aliases: vec![],
+        }]
+    }
+
+    /// One endpoint per network the container is on (`eth0`, `eth1`, ...), with addresses,
+    /// and the steps attaching them to `sandbox`. The default route goes through the first
+    /// network that is not internal.
+    fn plan_endpoints(
+        &self,
+        inner: &Inner,
+        c: &Container,
+        sandbox: &std::path::Path,
+        plan: &mut Plan,
+    ) -> Result<Vec<Endpoint>> {
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        for (i, att) in Self::attachments(c).iter().enumerate() {
+            let mode = NetworkMode::Named(att.network.clone());
+            let net = self.bridge_network_for(inner, &mode)?;
+            if endpoints.iter().any(|e| e.network_id == net.id) {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is already attached to network {}",
+                    c.name, net.name
+                )));
+            }
+            let ep = self.new_endpoint(inner, c, net, i, att, &endpoints)?;
+            plan.extend(plan::attach(
+                net.bridge.as_ref().expect("bridge network"),
+                &ep,
+                sandbox.to_path_buf(),
+            ));
+            endpoints.push(ep);
+        }
+        Ok(endpoints)
+    }
+
+    /// An endpoint on `net` as interface `eth<index>`; `others` are the container's other
+    /// endpoints (they decide whether this one carries the default route).
+    pub(crate) fn new_endpoint(
+        &self,
+        inner: &Inner,
+        c: &Container,
+        net: &reef_core::model::Network,
+        index: usize,
+        att: &NetworkAttachment,
+        others: &[Endpoint],
+    ) -> Result<Endpoint> {
+        let br = net.bridge.as_ref().expect("bridge network");
+        let ip = self
+            .address_space(br)?
+            .allocate(&self.allocated_on(inner, &net.id), att.ip)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let mac = match (&c.spec.mac, index) {
+            (Some(m), 0) => names::format_mac(
+                names::parse_mac(m).map_err(|e| EngineError::Invalid(e.to_string()))?,
+            ),
+            _ => names::format_mac(names::mac_from_ipv4(ip)),
+        };
+        let has_default = others.iter().any(|e| e.gateway.is_some());
+        let ep_id = self.host.random_id();
+        Ok(Endpoint {
+            host_ifname: names::veth_name(&ep_id),
+            id: ep_id,
+            network_id: net.id.clone(),
+            ifname: names::container_ifname(index),
+            ip,
+            prefix_len: br.subnet.prefix_len(),
+            gateway: (!has_default && !net.internal).then_some(br.gateway),
+            mac,
+            aliases: att.aliases.clone(),
+        })
+    }
+
     /// The network namespace a running container's processes are in (`None`: the host's).
     fn netns_of(&self, inner: &Inner, c: &Container) -> Option<std::path::PathBuf> {
         match c.spec.network_mode.clone().unwrap_or(NetworkMode::Bridge) {
@@ -332,6 +425,7 @@ impl Engine {
         if let Err(e) = self.finish_exit(&mut inner, c, code) {
             tracing::error!(%id, error = %e, "cannot record container exit");
         }
+        self.publish_dns(&inner);
         let _ = self.exits.send(ExitEvent {
             id: id.to_string(),
             start_count,

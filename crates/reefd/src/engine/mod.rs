@@ -5,12 +5,14 @@
 //! applies the plan through the kernel executor (rolling back on failure), and records the
 //! result. Nothing here parses flags or formats output; the API layer does that.
 
+mod dns;
 mod files;
 mod lifecycle;
 mod networks;
 mod publish;
 mod reaper;
 mod reconcile;
+mod user_networks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use tokio::sync::broadcast;
 
 pub use files::Paths;
 pub use publish::exposed;
+pub use user_networks::NetworkCreate;
 
 /// Why an operation failed; the API maps each kind to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum EngineError {
     /// The request itself is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// Not allowed in this state (removing a network in use): Docker's 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing to do (e.g. stopping a stopped container): Docker's 304.
     #[error("not modified")]
     NotModified,
@@ -98,8 +104,13 @@ pub trait HostFacts: Send + Sync {
     fn hostname(&self) -> String;
     /// 32 random bytes for an id.
     fn random_id(&self) -> String;
-    /// Sockets bound on the host for a protocol (TCP: listening ones), from /proc/net.
-    fn bound_sockets(&self, proto: reef_core::ports::Proto) -> Vec<(std::net::IpAddr, u16)>;
+    /// True when a process on the host holds `ip:port` (TCP: listens there).
+    fn port_in_use(
+        &self,
+        proto: reef_core::ports::Proto,
+        ip: std::net::Ipv4Addr,
+        port: u16,
+    ) -> bool;
     /// `net.ipv4.ip_local_port_range`.
     fn ephemeral_range(&self) -> (u16, u16);
 }
@@ -120,6 +131,8 @@ pub struct Engine {
     pub(crate) removed_exits: Mutex<std::collections::VecDeque<(String, i32)>>,
     /// Deletes leftover host veths off the request path.
     pub(crate) reaper: reaper::Reaper,
+    /// The embedded DNS server of user networks.
+    pub(crate) dns: Arc<reef_dns::DnsServer>,
 }
 
 /// What `create` needs besides the spec.
@@ -172,10 +185,12 @@ impl Engine {
             fail_after_step,
             removed_exits: Mutex::default(),
             reaper: reaper::Reaper::start()?,
+            dns: reef_dns::DnsServer::new(),
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;
         engine.sync_firewall()?;
+        engine.dns_listen_all();
         Ok(engine)
     }
 

@@ -15,6 +15,13 @@ use reef_store::Change;
 
 use super::{Engine, EngineError, Inner, Result};
 
+/// Docker's bridge driver options.
+pub(crate) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub(crate) const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub(crate) const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(crate) const OPT_HOST_IP: &str = "com.docker.network.bridge.host_binding_ipv4";
+
 impl Engine {
     /// Make sure `host`, `none` and (unless `-b none`) `bridge` exist, in the store and in
     /// the kernel.
@@ -90,12 +97,7 @@ impl Engine {
         let mut bridges = Vec::new();
         for n in inner.networks.values() {
             if let Some(br) = &n.bridge {
-                all.networks.push(NetworkRule {
-                    bridge: br.ifname.clone(),
-                    subnet: br.subnet,
-                    masquerade: self.cfg.ip_masq && !n.internal,
-                    icc: self.cfg.icc,
-                });
+                all.networks.push(self.network_rule(n));
                 bridges.push(br.ifname.clone());
             }
         }
@@ -127,6 +129,30 @@ impl Engine {
                 })?;
         }
         Ok(())
+    }
+
+    /// A network's firewall facts. The default network follows the daemon's `--icc` and
+    /// `--ip-masq`; a user network its own options (Docker's option names), default on.
+    pub(crate) fn network_rule(&self, n: &Network) -> NetworkRule {
+        let br = n.bridge.as_ref().expect("bridge network");
+        let opt = |key: &str, dflt: bool| {
+            n.options
+                .get(key)
+                .and_then(|v| v.parse::<bool>().ok())
+                .unwrap_or(dflt)
+        };
+        let default_net = n.name == names::DEFAULT_NETWORK;
+        NetworkRule {
+            bridge: br.ifname.clone(),
+            subnet: br.subnet,
+            masquerade: !n.internal && self.cfg.ip_masq && (default_net || opt(OPT_MASQ, true)),
+            icc: if default_net {
+                self.cfg.icc
+            } else {
+                opt(OPT_ICC, true)
+            },
+            internal: n.internal,
+        }
     }
 
     fn builtin(&self, name: &str, driver: &str, bridge: Option<BridgeNetwork>) -> Network {

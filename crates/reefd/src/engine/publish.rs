@@ -45,6 +45,7 @@ impl Engine {
         inner: &Inner,
         c: &Container,
         ctr_ip: Ipv4Addr,
+        default_ip: IpAddr,
     ) -> Result<(Vec<PortBinding>, Vec<PortRule>)> {
         let mut wanted: Vec<PortSpec> = c.spec.publish.clone();
         if c.spec.publish_all {
@@ -77,11 +78,10 @@ impl Engine {
             .filter(|o| o.id != c.id)
             .flat_map(|o| o.ports.iter().map(|b| (b.host_ip, b.host_port, b.proto)))
             .collect();
-        let mut bound: std::collections::HashMap<Proto, Vec<(IpAddr, u16)>> = Default::default();
         let mut out: Vec<PortBinding> = Vec::new();
         let mut rules = Vec::new();
         for spec in wanted {
-            let host_ip = match spec.host_ip.unwrap_or(self.cfg.ip) {
+            let host_ip = match spec.host_ip.unwrap_or(default_ip) {
                 IpAddr::V4(v4) => v4,
                 IpAddr::V6(v6) => {
                     return Err(EngineError::Invalid(format!(
@@ -89,9 +89,6 @@ impl Engine {
                     )))
                 }
             };
-            let host_bound = bound
-                .entry(spec.proto)
-                .or_insert_with(|| self.host.bound_sockets(spec.proto));
             let taken_by_container = |port: u16| {
                 let hit = |ip: Ipv4Addr, p: u16, pr: Proto| {
                     p == port && pr == spec.proto && ip_collides(ip, host_ip)
@@ -99,7 +96,7 @@ impl Engine {
                 used.iter().any(|&(ip, p, pr)| hit(ip, p, pr))
                     || out.iter().any(|b| hit(b.host_ip, b.host_port, b.proto))
             };
-            let taken_on_host = |port: u16| ports::collides(IpAddr::V4(host_ip), port, host_bound);
+            let taken_on_host = |port: u16| self.host.port_in_use(spec.proto, host_ip, port);
             let host_port = match (spec.host_port, spec.host_range) {
                 (Some(p), _) => {
                     if taken_by_container(p) {

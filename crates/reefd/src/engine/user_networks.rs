@@ -1,0 +1,477 @@
+//! User-defined networks (`reef network create|rm|prune|connect|disconnect`): each is a
+//! bridge reef owns, with its own subnet, isolated from the others by the firewall.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net};
+use reef_core::ipam;
+use reef_core::model::{BridgeNetwork, Container, Network, NetworkAttachment};
+use reef_core::names;
+use reef_core::plan::{self, NsRef, Op, Plan, Step};
+use reef_store::Change;
+
+use super::networks::{OPT_BRIDGE_NAME, OPT_HOST_IP, OPT_ICC, OPT_MASQ, OPT_MTU};
+use super::{Engine, EngineError, Inner, Result};
+
+/// `reef network create`.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    /// Name.
+    pub name: String,
+    /// Driver (`bridge`).
+    pub driver: String,
+    /// `--subnet`.
+    pub subnet: Option<Ipv4Net>,
+    /// `--ip-range`.
+    pub ip_range: Option<Ipv4Net>,
+    /// `--gateway`.
+    pub gateway: Option<Ipv4Addr>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `-o`.
+    pub options: BTreeMap<String, String>,
+}
+
+fn invalid(m: impl Into<String>) -> EngineError {
+    EngineError::Invalid(m.into())
+}
+
+fn parse_bool_opt(options: &BTreeMap<String, String>, key: &str) -> Result<()> {
+    match options.get(key) {
+        Some(v) if v.parse::<bool>().is_err() => Err(invalid(format!(
+            "invalid -o {key}={v}: expected true or false"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Engine {
+    fn find_network<'a>(&self, inner: &'a Inner, key: &str) -> Result<&'a Network> {
+        if let Some(n) = inner.networks.get(key) {
+            return Ok(n);
+        }
+        if let Some(n) = inner.networks.values().find(|n| n.name == key) {
+            return Ok(n);
+        }
+        let mut m = inner.networks.values().filter(|n| n.id.starts_with(key));
+        match (m.next(), m.next()) {
+            (Some(n), None) if !key.is_empty() => Ok(n),
+            _ => Err(EngineError::NotFound(format!("network {key} not found"))),
+        }
+    }
+
+    /// A copy of a network by name, id or id prefix.
+    pub fn network(&self, key: &str) -> Result<Network> {
+        let inner = self.lock();
+        Ok(self.find_network(&inner, key)?.clone())
+    }
+
+    /// All networks and all containers (for listing and inspecting).
+    pub fn networks(&self) -> (Vec<Network>, Vec<Container>) {
+        let inner = self.lock();
+        (
+            inner.networks.values().cloned().collect(),
+            inner.containers.values().cloned().collect(),
+        )
+    }
+
+    /// Subnets that are taken: the host's addresses and routes, and every network's.
+    fn subnets_in_use(&self, inner: &mut Inner) -> Result<Vec<Ipv4Net>> {
+        let host = inner.exec.host();
+        let mut in_use: Vec<Ipv4Net> = host
+            .addrs()?
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpNet::V4(v4) => Some(v4.trunc()),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        in_use.extend(host.routes()?.iter().filter_map(|r| match r.dst {
+            IpNet::V4(v4) if v4.prefix_len() > 0 => Some(v4),
+            _ => None,
+        }));
+        in_use.extend(
+            inner
+                .networks
+                .values()
+                .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
+        );
+        Ok(in_use)
+    }
+
+    /// Create a bridge network; returns its id.
+    pub fn create_network(&self, req: NetworkCreate) -> Result<String> {
+        let mut inner = self.lock();
+        if req.name.is_empty() {
+            return Err(invalid("a network needs a name"));
+        }
+        names::validate_container_name(&req.name)
+            .map_err(|_| invalid(format!("invalid network name {:?}", req.name)))?;
+        if inner.networks.values().any(|n| n.name == req.name) {
+            return Err(EngineError::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            d => {
+                return Err(invalid(format!(
+                    "network driver {d:?} is not supported: reef networks use the bridge driver"
+                )))
+            }
+        }
+        parse_bool_opt(&req.options, OPT_ICC)?;
+        parse_bool_opt(&req.options, OPT_MASQ)?;
+        let mtu = match req.options.get(OPT_MTU) {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (68..=65535).contains(m))
+                .ok_or_else(|| {
+                    invalid(format!("invalid -o {OPT_MTU}={v}: expected 68 to 65535"))
+                })?,
+            None => self.cfg.mtu,
+        };
+        if let Some(v) = req.options.get(OPT_HOST_IP) {
+            v.parse::<Ipv4Addr>().map_err(|_| {
+                invalid(format!(
+                    "invalid -o {OPT_HOST_IP}={v}: expected an IPv4 address"
+                ))
+            })?;
+        }
+        let in_use = self.subnets_in_use(&mut inner)?;
+        let subnet = match req.subnet {
+            Some(s) => {
+                let s = s.trunc();
+                if let Some(n) = inner.networks.values().find(|n| {
+                    n.bridge
+                        .as_ref()
+                        .is_some_and(|b| ipam::overlaps(b.subnet, s))
+                }) {
+                    return Err(EngineError::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space: {s} overlaps network {}",
+                        n.name
+                    )));
+                }
+                s
+            }
+            None => ipam::choose_subnet(&in_use).map_err(|e| invalid(e.to_string()))?,
+        };
+        let gateway = match req.gateway {
+            Some(gw)
+                if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() =>
+            {
+                return Err(invalid(format!(
+                    "no matching subnet for gateway {gw}: it is not a host address of {subnet}"
+                )))
+            }
+            Some(gw) => gw,
+            None => ipam::first_host(subnet),
+        };
+        if let Some(r) = req.ip_range {
+            if !subnet.contains(&r) {
+                return Err(invalid(format!(
+                    "--ip-range {r} is not within subnet {subnet}"
+                )));
+            }
+        }
+        let id = self.host.random_id();
+        let ifname = match req.options.get(OPT_BRIDGE_NAME) {
+            Some(n) => {
+                names::validate_ifname(n).map_err(|e| invalid(e.to_string()))?;
+                let taken = inner
+                    .networks
+                    .values()
+                    .any(|o| o.bridge.as_ref().is_some_and(|b| &b.ifname == n))
+                    || matches!(inner.exec.host().link(n), Ok(Some(_)));
+                if taken {
+                    return Err(EngineError::Conflict(format!(
+                        "bridge name {n} is already in use on this host"
+                    )));
+                }
+                n.clone()
+            }
+            None => names::user_bridge_name(&id),
+        };
+        let br = BridgeNetwork {
+            ifname,
+            subnet,
+            gateway,
+            bridge_addr: Some(
+                Ipv4Net::new(gateway, subnet.prefix_len()).expect("prefix from subnet"),
+            ),
+            ip_range: req.ip_range.map(|r| r.trunc()),
+            mtu,
+            owned: true,
+        };
+        let net = Network {
+            id: id.clone(),
+            name: req.name,
+            driver: "bridge".into(),
+            bridge: Some(br.clone()),
+            internal: req.internal,
+            labels: req.labels,
+            options: req.options,
+            created: crate::clock::rfc3339(crate::clock::now_nanos()),
+        };
+        let plan = self.network_plan(&net);
+        inner.exec.apply_plan(&plan)?;
+        if let Err(e) = inner.store.commit(&[Change::PutNetwork(net.clone())]) {
+            self.undo(&mut inner, &plan);
+            return Err(e.into());
+        }
+        inner.networks.insert(id.clone(), net);
+        if let Err(e) = self.dns_listen(&br) {
+            tracing::warn!(network = %id, error = %e, "embedded DNS cannot listen on the gateway");
+        }
+        self.publish_dns(&inner);
+        Ok(id)
+    }
+
+    /// Bridge, address, sysctls and firewall elements of a new network.
+    fn network_plan(&self, net: &Network) -> Plan {
+        let br = net.bridge.as_ref().expect("bridge network");
+        let mut plan = plan::bridge_setup(br, false);
+        if self.cfg.iptables {
+            plan.steps.push(Step {
+                op: Op::Sysctl {
+                    ns: NsRef::Host,
+                    key: format!("net.ipv4.conf.{}.route_localnet", br.ifname),
+                    value: "1".into(),
+                },
+                undo: None,
+            });
+            plan.extend(plan::firewall(reef_core::firewall::Elements {
+                networks: vec![self.network_rule(net)],
+                ..Default::default()
+            }));
+        }
+        plan
+    }
+
+    fn undo(&self, inner: &mut Inner, plan: &Plan) {
+        for op in plan.rollback(plan.steps.len()) {
+            if let Err(e) = inner.exec.apply(&op) {
+                tracing::warn!(op = %op, error = %e, "rollback step failed");
+            }
+        }
+    }
+
+    /// Remove a network nobody uses.
+    pub fn remove_network(&self, key: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let net = self.find_network(&inner, key)?.clone();
+        self.remove_network_locked(&mut inner, &net)
+    }
+
+    fn remove_network_locked(&self, inner: &mut Inner, net: &Network) -> Result<()> {
+        if matches!(net.name.as_str(), "bridge" | "host" | "none") {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                net.name
+            )));
+        }
+        // Running containers on it, and stopped ones that would rejoin it on start.
+        let users: Vec<&str> = inner
+            .containers
+            .values()
+            .filter(|c| {
+                c.endpoints.iter().any(|e| e.network_id == net.id)
+                    || c.spec
+                        .networks
+                        .iter()
+                        .any(|a| a.network == net.name || a.network == net.id)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints ({})",
+                net.name,
+                net.id,
+                users.join(", ")
+            )));
+        }
+        let br = net.bridge.as_ref().expect("bridge network");
+        self.dns_unlisten(br.gateway);
+        if self.cfg.iptables {
+            inner
+                .exec
+                .apply(&Op::FirewallDelete(reef_core::firewall::Elements {
+                    networks: vec![self.network_rule(net)],
+                    ..Default::default()
+                }))?;
+        }
+        if br.owned {
+            inner.exec.apply(&Op::DeleteLink {
+                ns: NsRef::Host,
+                name: br.ifname.clone(),
+            })?;
+        }
+        inner
+            .store
+            .commit(&[Change::DeleteNetwork(net.id.clone())])?;
+        inner.networks.remove(&net.id);
+        self.publish_dns(inner);
+        Ok(())
+    }
+
+    /// Remove every user network no container uses; returns their names.
+    pub fn prune_networks(&self) -> Result<Vec<String>> {
+        let mut inner = self.lock();
+        let candidates: Vec<Network> = inner
+            .networks
+            .values()
+            .filter(|n| !matches!(n.name.as_str(), "bridge" | "host" | "none"))
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        for n in candidates {
+            if self.remove_network_locked(&mut inner, &n).is_ok() {
+                removed.push(n.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Attach a container to a network; a running container gets the interface at once.
+    pub fn connect(
+        self: &Arc<Self>,
+        net_key: &str,
+        ctr_key: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> Result<()> {
+        let mut inner = self.lock();
+        let net = self.find_network(&inner, net_key)?.clone();
+        let mut c = self.find_in(&inner, ctr_key)?.clone();
+        if net.bridge.is_none() {
+            return Err(invalid(format!(
+                "container cannot be connected to the {} network",
+                net.name
+            )));
+        }
+        let mode = c
+            .spec
+            .network_mode
+            .clone()
+            .unwrap_or(reef_core::model::NetworkMode::Bridge);
+        if !matches!(
+            mode,
+            reef_core::model::NetworkMode::Bridge | reef_core::model::NetworkMode::Named(_)
+        ) {
+            return Err(invalid(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network (--network {mode})"
+            )));
+        }
+        if net.name == names::DEFAULT_NETWORK && !aliases.is_empty() {
+            return Err(invalid(
+                "network-scoped aliases are only supported for user-defined networks",
+            ));
+        }
+        let mut atts = Self::attachments(&c);
+        if atts
+            .iter()
+            .any(|a| a.network == net.name || a.network == net.id)
+            || c.endpoints.iter().any(|e| e.network_id == net.id)
+        {
+            return Err(EngineError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, net.name
+            )));
+        }
+        let att = NetworkAttachment {
+            network: net.name.clone(),
+            ip,
+            aliases,
+        };
+        if c.is_running() {
+            let sandbox = c
+                .sandbox
+                .clone()
+                .map(std::path::PathBuf::from)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "container {} has no network namespace of its own",
+                        c.name
+                    ))
+                })?;
+            let index = (0..)
+                .find(|i| {
+                    !c.endpoints
+                        .iter()
+                        .any(|e| e.ifname == names::container_ifname(*i))
+                })
+                .expect("an index is free");
+            let ep = self.new_endpoint(&inner, &c, &net, index, &att, &c.endpoints)?;
+            inner.exec.apply_plan(&plan::attach(
+                net.bridge.as_ref().expect("bridge"),
+                &ep,
+                sandbox,
+            ))?;
+            c.endpoints.push(ep);
+        } else if let Some(ip) = ip {
+            // A stopped container gets its address at start; check the request now.
+            self.address_space(net.bridge.as_ref().expect("bridge"))?
+                .allocate(&self.allocated_on(&inner, &net.id), Some(ip))
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        atts.push(att);
+        c.spec.networks = atts;
+        self.put(&mut inner, c)?;
+        self.publish_dns(&inner);
+        Ok(())
+    }
+
+    /// Detach a container from a network.
+    pub fn disconnect(&self, net_key: &str, ctr_key: &str, force: bool) -> Result<()> {
+        let mut inner = self.lock();
+        let net = self.find_network(&inner, net_key)?.clone();
+        let mut c = match self.find_in(&inner, ctr_key) {
+            Ok(c) => c.clone(),
+            // -f: the container is gone already; nothing of it is left to detach.
+            Err(EngineError::NotFound(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let atts = Self::attachments(&c);
+        let attached = atts
+            .iter()
+            .any(|a| a.network == net.name || a.network == net.id)
+            || c.endpoints.iter().any(|e| e.network_id == net.id);
+        if !attached {
+            return Err(EngineError::Forbidden(format!(
+                "container {} is not connected to network {}",
+                c.name, net.name
+            )));
+        }
+        if let Some(pos) = c.endpoints.iter().position(|e| e.network_id == net.id) {
+            let ep = c.endpoints.remove(pos);
+            if pos == 0 && !c.firewall.is_empty() {
+                // Ports and links point at this address.
+                inner.exec.apply(&Op::FirewallDelete(c.firewall.clone()))?;
+                c.firewall = Default::default();
+                c.ports.clear();
+            }
+            // Synchronous: a reconnect must not meet the old interface name inside.
+            inner.exec.apply(&Op::DeleteLink {
+                ns: NsRef::Host,
+                name: ep.host_ifname.clone(),
+            })?;
+        }
+        c.spec.networks = atts
+            .into_iter()
+            .filter(|a| a.network != net.name && a.network != net.id)
+            .collect();
+        if c.spec.networks.is_empty() {
+            c.spec.network_mode = Some(reef_core::model::NetworkMode::None);
+        }
+        self.put(&mut inner, c)?;
+        self.publish_dns(&inner);
+        Ok(())
+    }
+}
