@@ -86,6 +86,13 @@ pub enum Op {
         /// Interface name.
         link: String,
     },
+    /// Set a link's MAC address (host namespace).
+    SetMac {
+        /// Interface name.
+        link: String,
+        /// Address.
+        mac: [u8; 6],
+    },
     /// Set a link's MTU.
     SetMtu {
         /// Namespace.
@@ -148,6 +155,7 @@ impl Op {
             | Op::CreateVeth { .. }
             | Op::SetMaster { .. }
             | Op::SetHairpin { .. }
+            | Op::SetMac { .. }
             | Op::FirewallAdd(_)
             | Op::FirewallDelete(_) => NsRef::Host,
             Op::DeleteLink { ns, .. }
@@ -195,6 +203,9 @@ impl fmt::Display for Op {
             Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
             Op::SetMaster { link, master } => write!(f, "ip link set {link} master {master}"),
             Op::SetUp { ns, link } => write!(f, "{}ip link set {link} up", netns_prefix(ns)),
+            Op::SetMac { link, mac } => {
+                write!(f, "ip link set {link} address {}", names::format_mac(*mac))
+            }
             Op::SetHairpin { link } => {
                 write!(f, "ip link set {link} type bridge_slave hairpin on")
             }
@@ -307,6 +318,18 @@ pub fn bridge_setup(net: &BridgeNetwork, exists: bool) -> Plan {
                 name: net.ifname.clone(),
             }),
         );
+        // Without a MAC of its own a bridge takes its lowest port's, and changes it when that
+        // port goes: containers would then send to a stale gateway MAC for seconds. No
+        // container has the gateway's address, so 02:42:<gateway> is unique on the bridge.
+        if let Some(addr) = net.bridge_addr {
+            p.push(
+                Op::SetMac {
+                    link: net.ifname.clone(),
+                    mac: names::mac_from_ipv4(addr.addr()),
+                },
+                None,
+            );
+        }
     }
     if let Some(addr) = net.bridge_addr {
         p.push(

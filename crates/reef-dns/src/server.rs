@@ -28,6 +28,8 @@ use crate::{DnsState, Transport, MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT};
 const MAX_UDP_QUERY: usize = 4096;
 /// Forwarded queries in flight across the whole server; past this, SERVFAIL at once.
 const MAX_FORWARDS: usize = 1024;
+/// Packets a UDP worker handles before it yields to other tasks.
+const UDP_BUDGET: u32 = 64;
 /// How long `listen` keeps retrying an address still held by sockets being closed.
 const BIND_RETRY: Duration = Duration::from_secs(1);
 
@@ -291,9 +293,24 @@ async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, gateway: Ipv4Addr
     let mut buf = vec![0u8; MAX_UDP_QUERY + 1];
     let mut out = Vec::with_capacity(1500);
     let mut view = View::new(&shared);
+    let mut budget = UDP_BUDGET;
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
+        // Plain syscalls while packets are queued (parking on readiness only when the queue
+        // is empty), but let the worker thread run other tasks now and then under a flood.
+        budget -= 1;
+        if budget == 0 {
+            budget = UDP_BUDGET;
+            tokio::task::yield_now().await;
+        }
+        let (n, peer) = match sock.try_recv_from(&mut buf) {
             Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                budget = UDP_BUDGET;
+                if let Err(e) = sock.readable().await {
+                    tracing::debug!(error = %e, "dns udp socket failed");
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "dns udp receive failed");
                 continue;
@@ -317,7 +334,13 @@ async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, gateway: Ipv4Addr
             &mut out,
         ) {
             Step::Reply => {
-                if let Err(e) = sock.send_to(&out, peer).await {
+                let sent = match sock.try_send_to(&out, peer) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        sock.send_to(&out, peer).await
+                    }
+                    other => other,
+                };
+                if let Err(e) = sent {
                     tracing::debug!(%peer, error = %e, "dns udp send failed");
                 }
             }

@@ -169,6 +169,7 @@ impl Executor {
             }
             Op::SetMaster { link, master } => self.host.set_master(link, master),
             Op::SetHairpin { link } => self.host.set_hairpin(link, true),
+            Op::SetMac { link, mac } => self.host.set_mac(link, *mac),
             Op::SetUp { ns, link } => self.with_netlink(ns, |nl| nl.set_up(link)),
             Op::SetMtu { ns, link, mtu } => self.with_netlink(ns, |nl| nl.set_mtu(link, *mtu)),
             Op::AddAddr { ns, link, addr } => {

@@ -27,6 +27,9 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     // The test namespace has no routes, so the first default pool is free.
     let br = h.sh("ip -o -4 addr show dev reef0").ok("reef0 address");
     assert!(br.contains("172.17.0.1/16"), "{br}");
+    // The bridge has a MAC of its own (a port leaving must not change the gateway's MAC).
+    let brlink = h.sh("ip -o link show dev reef0").ok("reef0 link");
+    assert!(brlink.contains("02:42:ac:11:00:01"), "{brlink}");
 
     let id = run_d(&h, &["--name", "a", "sleep", "1000"]);
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");

@@ -352,6 +352,19 @@ impl Netlink {
         self.change(RouteNetlinkMessage::NewLink(msg), 0, &op)
     }
 
+    /// `ip link set NAME address MAC`.
+    pub fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), KernelError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Address(mac.to_vec()),
+        ];
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
+            let m: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+            format!("ip link set {name} address {}", m.join(":"))
+        })
+    }
+
     /// `ip link set NAME mtu MTU`.
     pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), KernelError> {
         let mut msg = LinkMessage::default();
