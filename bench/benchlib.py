@@ -447,3 +447,76 @@ def machine():
     except OSError:
         pass
     return info
+
+
+# ---------- helpers for bench/dns.py (and any script that measures a server process) ----------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process (all its threads, not its children) in seconds, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def system_cpu():
+    """(busy jiffies of all CPUs, total jiffies) from /proc/stat; busy excludes idle and iowait."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def percentile(sorted_xs, q):
+    """Linear-interpolated quantile q (0..1) of an already sorted list (nan when empty)."""
+    if not sorted_xs:
+        return float("nan")
+    k = (len(sorted_xs) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (k - lo)
+
+
+def binary_ids(paths):
+    """{path: {sha256 prefix, mtime}}: another build may replace a binary during a run."""
+    import datetime
+    import hashlib
+
+    out = {}
+    for p in paths:
+        p = Path(p)
+        try:
+            h = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+            mt = datetime.datetime.fromtimestamp(p.stat().st_mtime).astimezone()
+            out[str(p)] = {"sha256": h, "mtime": mt.isoformat(timespec="seconds")}
+        except OSError as e:
+            out[str(p)] = {"error": str(e)}
+    return out
+
+
+def ensure_debs(wanted):
+    """Install the Debian packages whose file is missing; `wanted` is [(path, package)].
+    Runs `apt-get update` first only when the first install attempt fails. Returns the
+    packages installed (exits on failure)."""
+    need = sorted({pkg for path, pkg in wanted if not os.path.exists(path)})
+    if not need:
+        return []
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log(f"installing missing Debian packages: {' '.join(need)}")
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *need]
+    r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, stdin=subprocess.DEVNULL)
+        r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL)
+    missing = [path for path, _ in wanted if not os.path.exists(path)]
+    if r.returncode != 0 or missing:
+        sys.exit(f"apt-get install {' '.join(need)} failed (still missing: {', '.join(missing)})")
+    return need

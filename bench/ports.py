@@ -507,9 +507,9 @@ def print_table(s, mach, date, reps, end_load, ids):
         d = lv["diag"] or {}
         log(f"{lv['P']:>6}  {f3(d.get('proc_net_tcp_read_ms')):>23}  {f3(d.get('nft_add_element_ms')):>23}  "
             f"{f3(d.get('nft_delete_element_ms')):>26}")
-    log("(ms; with any -p, reefd reads /proc/net/tcp and tcp6 once per `run`, to refuse host ports "
-        "that host processes listen on, and adds the container's dnat_any elements in one in-process "
-        "libnftables transaction; `rm` deletes them in another)")
+    log("(ms; the /proc/net/tcp column is what reading the host's listeners would cost: reefd used to, "
+        "and now probes each host port with bind() instead, in microseconds. It adds the container's "
+        "dnat_any elements in one in-process libnftables transaction; `rm` deletes them in another)")
     fills = [x for lv in s["levels"] for x in lv["fill"]]
     if fills:
         log("filling (run -d of one container publishing a range, ms): "

@@ -6,7 +6,7 @@
 //! and parses the flags; this module only merges (flags win key by key), applies defaults
 //! and validates, so every rule here is unit-testable.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;

@@ -4,7 +4,7 @@
 //! Docker's layout and rules, so programs inside see what they would under Docker. The
 //! caller reads the host's resolv.conf and writes the results; this module only renders.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use crate::model::ExtraHost;
 
@@ -27,9 +27,9 @@ pub fn render_hostname(hostname: &str) -> String {
 /// Docker's /etc/hosts: the fixed localhost/IPv6 block, then extra hosts, then link
 /// entries, then the container's own line. Tab between address and names.
 pub fn render_hosts(
-    own: Option<(std::net::Ipv4Addr, &str)>,
+    own: Option<(core::net::Ipv4Addr, &str)>,
     extra: &[ExtraHost],
-    links: &[(std::net::Ipv4Addr, Vec<String>)],
+    links: &[(core::net::Ipv4Addr, Vec<String>)],
 ) -> String {
     let mut out = String::from(HOSTS_HEAD);
     for h in extra {
@@ -279,7 +279,7 @@ pub enum EtcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

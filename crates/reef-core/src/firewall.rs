@@ -18,8 +18,8 @@
 //!   through br_netfilter).
 //! - `allow-pre`/`allow-out`: per-port source allow-lists, checked before DNAT.
 
+use core::net::Ipv4Addr;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};

@@ -7,8 +7,8 @@
 //! the subnet's network or broadcast address nor a reserved one (gateway, bridge address).
 //! The caller passes in what is already taken; nothing here remembers anything.
 
+use core::net::Ipv4Addr;
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 

@@ -1,6 +1,6 @@
 //! Legacy `--link NAME:ALIAS`: the environment variables Docker gives the linking container.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 use crate::ports::Proto;
 

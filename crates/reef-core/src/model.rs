@@ -3,8 +3,8 @@
 //! These are the persisted shapes (serialised as JSON in the store), so fields are only ever
 //! added with `#[serde(default)]`. They carry no kernel wire types.
 
+use core::net::Ipv4Addr;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //! Docker's conventions wherever a user sees them (`02:42:` MACs, 12-hex short ids), reef's
 //! own prefixes on kernel objects so reef can always tell its objects from anyone else's.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 /// The default network's bridge (Docker's `docker0`).
 pub const DEFAULT_BRIDGE: &str = "reef0";

@@ -5,8 +5,8 @@
 //! newest first. `Display` prints each op as the `ip` command that would do the same, so plans
 //! read like shell scripts in logs and golden tests.
 
+use core::net::{IpAddr, Ipv4Addr};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};

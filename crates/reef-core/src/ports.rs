@@ -8,8 +8,8 @@
 //! `net.ipv4.ip_local_port_range` to [`parse_proc_net`] and [`parse_port_range`], and decides
 //! with [`collides`] and [`first_free`].
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};

@@ -32,6 +32,24 @@ fn invalid(m: impl Into<String>) -> ApiError {
     ApiError(EngineError::Invalid(m.into()))
 }
 
+/// The `--ip` of an endpoint's settings, if any.
+pub(super) fn static_ip(
+    ep: &reef_api::EndpointSettings,
+) -> Result<Option<std::net::Ipv4Addr>, ApiError> {
+    match ep
+        .ipam_config
+        .as_ref()
+        .map(|c| c.ipv4_address.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("invalid IPv4 address {s:?} for --ip"))),
+        None => Ok(None),
+    }
+}
+
 /// `HostPort`: "" (ephemeral), "8080", or "8000-8009" (one free port of the range).
 /// A host port and a host port range, at most one of them set.
 type HostPorts = (Option<u16>, Option<(u16, u16)>);
@@ -72,15 +90,8 @@ fn spec_from_request(req: ContainerCreate) -> Result<ContainerSpec, ApiError> {
             .get("bridge")
             .or_else(|| req.networking_config.endpoints_config.values().next()),
     };
-    let ip = match ep
-        .and_then(|e| e.ipam_config.as_ref())
-        .map(|c| c.ipv4_address.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| invalid(format!("invalid IPv4 address {s:?} for --ip")))?,
-        ),
+    let ip = match ep {
+        Some(e) => static_ip(e)?,
         None => None,
     };
     let mac = ep

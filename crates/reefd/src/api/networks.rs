@@ -179,18 +179,7 @@ pub async fn connect(
     let req: NetworkConnect = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("invalid connect request: {e}")))?;
     let cfg = req.endpoint_config.unwrap_or_default();
-    let ip = match cfg
-        .ipam_config
-        .as_ref()
-        .map(|c| c.ipv4_address.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| invalid(format!("invalid IPv4 address {s:?} for --ip")))?,
-        ),
-        None => None,
-    };
+    let ip = super::containers::static_ip(&cfg)?;
     let engine = st.engine.clone();
     blocking(move || engine.connect(&id, &req.container, ip, cfg.aliases)).await?;
     Ok(StatusCode::OK)

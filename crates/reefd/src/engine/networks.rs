@@ -202,24 +202,7 @@ impl Engine {
             (None, Some(prev), _) => prev,
             (None, None, Some(addr)) => *addr,
             (None, None, None) => {
-                let mut in_use: Vec<Ipv4Net> = all_addrs
-                    .iter()
-                    .filter_map(|a| match a.addr {
-                        IpNet::V4(v4) => Some(v4.trunc()),
-                        IpNet::V6(_) => None,
-                    })
-                    .collect();
-                in_use.extend(host.routes()?.iter().filter_map(|r| match r.dst {
-                    IpNet::V4(v4) if v4.prefix_len() > 0 => Some(v4),
-                    _ => None,
-                }));
-                in_use.extend(
-                    inner
-                        .networks
-                        .values()
-                        .filter(|n| n.name != names::DEFAULT_NETWORK)
-                        .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
-                );
+                let in_use = self.subnets_in_use(inner, Some(names::DEFAULT_NETWORK))?;
                 let subnet = ipam::choose_subnet(&in_use)
                     .map_err(|e| EngineError::Invalid(e.to_string()))?;
                 Ipv4Net::new(ipam::first_host(subnet), subnet.prefix_len())

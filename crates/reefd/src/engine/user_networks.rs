@@ -79,8 +79,13 @@ impl Engine {
         )
     }
 
-    /// Subnets that are taken: the host's addresses and routes, and every network's.
-    fn subnets_in_use(&self, inner: &mut Inner) -> Result<Vec<Ipv4Net>> {
+    /// Subnets that are taken: the host's addresses and routes, and every network's but
+    /// `except`'s.
+    pub(crate) fn subnets_in_use(
+        &self,
+        inner: &mut Inner,
+        except: Option<&str>,
+    ) -> Result<Vec<Ipv4Net>> {
         let host = inner.exec.host();
         let mut in_use: Vec<Ipv4Net> = host
             .addrs()?
@@ -98,6 +103,7 @@ impl Engine {
             inner
                 .networks
                 .values()
+                .filter(|n| Some(n.name.as_str()) != except)
                 .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
         );
         Ok(in_use)
@@ -144,7 +150,7 @@ impl Engine {
                 ))
             })?;
         }
-        let in_use = self.subnets_in_use(&mut inner)?;
+        let in_use = self.subnets_in_use(&mut inner, None)?;
         let subnet = match req.subnet {
             Some(s) => {
                 let s = s.trunc();
