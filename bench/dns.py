@@ -40,7 +40,8 @@ p50/p99 come from dnsperf's per-response `-v` lines. During each run the server'
 (utime+stime of all its threads, as % of one core over the run's wall time) and its
 VmRSS (sampled every 0.2 s, the maximum) are read from /proc; for reef the server is
 reefd itself (the whole daemon). The machine's busy share not due to the server or
-dnsperf is reported too ("others"), to show competing load.
+dnsperf is reported too ("others": softirq packet work, ~10% on an idle machine, plus
+competing load).
 
 Cleanup runs in a `finally` (also on SIGINT/SIGTERM): benchlib.Sandbox's cleanup for reef
 (`reef rm -f`, stop reefd, kill by pid what lives in its namespaces, umount, `ip netns
@@ -425,6 +426,36 @@ class Peers:
         return debris
 
 
+def become_subreaper():
+    """PR_SET_CHILD_SUBREAPER: daemons our tools start (aardvark-dns forks itself away from
+    netavark) become our children when orphaned, so we can reap them instead of leaving
+    zombies for a PID 1 that may not wait() for them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap(pids, secs=3.0):
+    """waitpid() those of `pids` that are our (dead) children, for up to `secs`."""
+    pending = set(pids)
+    deadline = time.monotonic() + secs
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pending.discard(pid)  # not our child (or already reaped)
+                continue
+            if done:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.05)
+
+
 # ---------- measurement ----------
 
 
@@ -566,6 +597,16 @@ def fmt_pair(a, b):
     return f"{a:.0f} / {b:.0f}"
 
 
+def label(srv, versions):
+    if srv["server"] == "reef":
+        return "reef (reefd)"
+    if srv["server"] == "aardvark":
+        v = (versions.get("aardvark") or "aardvark-dns").split()
+        return f"aardvark-dns {v[-1] if len(v) > 1 else '?'} (netavark)"
+    v = (versions.get("dnsmasq") or "dnsmasq").split()
+    return f"dnsmasq {v[-1] if len(v) > 1 else '?'} (hosts file)"
+
+
 def print_table(servers, results, errors, mach, date, end_load, args, versions, ids):
     log("")
     log(f"reef embedded DNS benchmark — {date}")
@@ -575,38 +616,41 @@ def print_table(servers, results, errors, mach, date, end_load, args, versions, 
         f"(1/5/15 min; another job may share the CPUs)")
     rb = ids.get("reefd", {})
     log(f"reef {mach.get('commit', '?')}, reefd sha256 {rb.get('sha256', '?')} built {rb.get('mtime', '?')}; "
-        f"{versions.get('dnsperf') or 'dnsperf'}; {versions.get('aardvark') or 'aardvark-dns ?'}; "
-        f"{versions.get('dnsmasq') or 'dnsmasq ?'}")
-    log(f"dnsperf -l {args.secs} -c 1 -t 2 -v from the client container's namespace, median of "
-        f"{args.reps} runs per cell, servers interleaved; latencies in µs from the per-response lines")
-    hdr = (f"{'server':<28} {'query':<16} {'qps @100':>9}  {'p50/p99 @100':>13}  {'p50/p99 @1':>11}  "
-           f"{'server CPU':>10}  {'RSS':>9}  {'lost':>5}  {'others':>6}")
+        f"dnsperf {(versions.get('dnsperf') or '?').split()[-1]}")
+    log(f"dnsperf -l {args.secs} -q 100|1 -c 1 -t 2 -v from the client container's network namespace; "
+        f"median of {args.reps} runs per cell, servers interleaved; latencies in µs")
+    hdr = (f"{'server':<30} {'address':<16} {'query':<7} {'qps @100':>9}  {'p50/p99 @100':>13}  "
+           f"{'p50/p99 @1':>11}  {'server CPU':>10}  {'RSS':>9}  {'lost':>4}  {'others':>6}")
     log("-" * len(hdr))
     log(hdr)
     log("-" * len(hdr))
+    q1_samples = []
     for srv in servers:
-        name = f"{srv['label']}"
+        name = label(srv, versions)
         where = f"{srv['gateway']}:{srv['port']}"
         if srv["server"] in errors and srv["server"] not in results:
-            log(f"{name:<28} FAILED: {errors[srv['server']]}")
+            log(f"{name:<30} {where:<16} FAILED: {errors[srv['server']]}")
             continue
         ld = results.get(srv["server"], {}).get("load", {}).get("median") or {}
         q1 = results.get(srv["server"], {}).get("q1", {}).get("median") or {}
+        q1_samples.append(f"{srv['server']} {q1.get('responses_total', 0)}")
         rss = ld.get("server_rss_max_kib")
         lost = (ld.get("lost_total") or 0) + (q1.get("lost_total") or 0)
         cpu_txt = "—" if ld.get("server_cpu_pct") is None else f"{ld['server_cpu_pct']:.0f}%"
         oth = "—" if ld.get("others_busy_pct") is None else f"{ld['others_busy_pct']:.0f}%"
-        log(f"{name:<28} {srv.get('qname', '?') + ' A':<16} {fmt_int(ld.get('qps')):>9}  "
+        log(f"{name:<30} {where:<16} {srv.get('qname', '?') + ' A':<7} {fmt_int(ld.get('qps')):>9}  "
             f"{fmt_pair(ld.get('p50_us'), ld.get('p99_us')):>13}  "
             f"{fmt_pair(q1.get('p50_us'), q1.get('p99_us')):>11}  {cpu_txt:>10}  "
-            f"{('—' if rss is None else f'{rss / 1024:.1f} MiB'):>9}  {lost:>5}  {oth:>6}")
-        log(f"{'  ' + where:<28}")
+            f"{('—' if rss is None else f'{rss / 1024:.1f} MiB'):>9}  {lost:>4}  {oth:>6}")
     log("-" * len(hdr))
-    log("server CPU = utime+stime of the server process (all threads) over the load run, % of one core; "
-        "RSS = its max VmRSS during the load run")
-    log("(reef: the whole reefd daemon); lost = queries dnsperf timed out (2 s) over all runs; "
-        f"others = share of all {mach['nproc']} CPUs busy with anything but the server and dnsperf "
-        "during the load run (competing load)")
+    log("server CPU = utime+stime of the server process (all threads) during the load run, % of one core; "
+        "RSS = its largest VmRSS then (reef: the whole reefd daemon)")
+    log(f"lost = queries dnsperf timed out (2 s), all runs; others = share of all {mach['nproc']} CPUs "
+        "busy with anything but the server and dnsperf processes during the load run: the kernel's "
+        "packet work in softirq (~10% here when idle) plus competing load")
+    if q1_samples:
+        log(f"@1: dnsperf paces itself (its qps means nothing); responses timed over the {args.reps} runs: "
+            + ", ".join(q1_samples))
     bad = wrong_rcodes(results)
     if bad:
         log(f"responses other than NOERROR: {bad}")
@@ -651,6 +695,7 @@ def main():
 
     reef = ReefDns(bins)
     peers = Peers()
+    become_subreaper()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     servers, errors, results = [], {}, {}
@@ -672,17 +717,20 @@ def main():
             errors["aardvark"] = str(e)
             servers.append({**peers.server("aardvark", None), "error": str(e)})
             log(f"aardvark-dns: FAILED: {e}")
-            if not peers.set_up or peers.netavark_error:
-                # tear netavark's half-done work down, then build the topology by hand for dnsmasq
-                for ns, o in reversed(peers.set_up):
-                    try:
-                        peers.netavark("teardown", ns, o)
-                    except Exception as e2:
-                        log(f"  netavark teardown {ns}: {e2}")
-                peers.set_up = []
-                peers.manual_topology()
-                log("peer topology built by hand (ip link) so dnsmasq can still be measured")
+            # tear netavark's half-done work down, then build the topology by hand for dnsmasq
+            for ns, o in reversed(peers.set_up):
+                try:
+                    peers.netavark("teardown", ns, o)
+                except Exception as e2:
+                    log(f"  netavark teardown {ns}: {e2}")
+            peers.set_up = []
+            for pid in peers.pids_in_ns():  # an aardvark-dns that outlived the teardown
+                peers.note(pid)
+                os.kill(pid, signal.SIGKILL)
         try:
+            if "aardvark" in errors:
+                peers.manual_topology()
+                log("peer topology built by hand (ip link/addr) so that dnsmasq can still be measured")
             dpid = peers.start_dnsmasq()
             servers.append(peers.server("dnsmasq", dpid))
             log(f"dnsmasq pid {dpid} in {peers.host}")
@@ -692,6 +740,8 @@ def main():
             log(f"dnsmasq: FAILED: {e}")
         peers.record_procs()
 
+        for srv in servers:
+            srv["label"] = label(srv, versions)
         # correctness first
         for srv in servers:
             if srv["server"] in errors:
@@ -761,6 +811,7 @@ def main():
                 log("reefd log (tail):\n" + tail)
         peers.cleanup()
         reef.cleanup()
+        reap(list(reef.procs) + list(peers.procs))
         debris = reef.verify() + peers.verify()
     if debris:
         log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))

@@ -340,8 +340,10 @@ fn r4_dns_forwards_to_upstream_and_is_not_an_open_resolver() {
         &format!("/run/netns/{out}"),
         &format!(
             "exec dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-             --bind-interfaces --listen-address={OUTSIDE_IP} --addn-hosts={} --user=root",
-            zone.display()
+             --bind-interfaces --listen-address={OUTSIDE_IP} --addn-hosts={} --user=root \
+             --pid-file={}",
+            zone.display(),
+            h.dir.join("dnsmasq.pid").display()
         ),
     );
     h.start_daemon(&[]);
