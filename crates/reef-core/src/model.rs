@@ -189,8 +189,9 @@ pub struct PublishAllow {
 /// A port published while the container runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortBinding {
-    /// Host address (0.0.0.0 for all).
-    pub host_ip: Ipv4Addr,
+    /// Host address (0.0.0.0 for all IPv4 addresses). An IPv6 address is relayed by reefd
+    /// itself: the kernel cannot NAT IPv6 to a container's IPv4 address.
+    pub host_ip: core::net::IpAddr,
     /// Host port.
     pub host_port: u16,
     /// Container port.

@@ -2,12 +2,13 @@
 //! hostname, and randomness for ids.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
     bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn,
+    SockaddrIn6,
 };
 use reef_core::ports::{self, Proto};
 
@@ -17,7 +18,7 @@ use crate::engine::HostFacts;
 pub struct RealHost;
 
 impl HostFacts for RealHost {
-    fn port_in_use(&self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+    fn port_in_use(&self, proto: Proto, ip: IpAddr, port: u16) -> bool {
         // Binding is the kernel's own answer and costs microseconds; reading /proc/net/tcp
         // walks the whole machine's connection table (over a millisecond). SO_REUSEADDR
         // lets the probe ignore TIME_WAIT leftovers while still colliding with a listener.
@@ -27,12 +28,29 @@ impl HostFacts for RealHost {
             // A listening SCTP socket refuses the bind the same way.
             Proto::Sctp => (SockType::SeqPacket, SockProtocol::Sctp),
         };
-        let Ok(fd) = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, protocol) else {
+        let family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let Ok(fd) = socket(family, kind, SockFlag::SOCK_CLOEXEC, protocol) else {
             return false;
         };
         let _ = setsockopt(&fd, sockopt::ReuseAddr, &true);
-        let addr = SockaddrIn::from(SocketAddrV4::new(ip, port));
-        matches!(bind(fd.as_raw_fd(), &addr), Err(Errno::EADDRINUSE))
+        let res = match ip {
+            IpAddr::V4(v4) => bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(SocketAddrV4::new(v4, port)),
+            ),
+            IpAddr::V6(v6) => {
+                let _ = setsockopt(&fd, sockopt::Ipv6V6Only, &true);
+                bind(
+                    fd.as_raw_fd(),
+                    &SockaddrIn6::from(SocketAddrV6::new(v6, port, 0, 0)),
+                )
+            }
+        };
+        matches!(res, Err(Errno::EADDRINUSE))
     }
 
     fn ephemeral_range(&self) -> (u16, u16) {

@@ -161,11 +161,13 @@ fn r3_publish_all_ranges_udp_and_specific_host_ip() {
     );
     // 127.0.0.1 is a local address too, but 7100 is bound to the uplink address only.
     assert_eq!(ask(h.sh("nc -w 1 127.0.0.1 7100 </dev/null")), "");
-    let got = ask(outside_sh(
-        &out,
-        &format!("echo hi | socat -T 2 - UDP:{HOST_UPLINK_IP}:7200"),
-    ));
-    assert_eq!(got, "udp-ok");
+    assert!(
+        eventually(5, || ask(outside_sh(
+            &out,
+            &format!("echo hi | socat -T 1 - UDP:{HOST_UPLINK_IP}:7200")
+        )) == "udp-ok"),
+        "udp through the published port"
+    );
 }
 
 #[test]
@@ -196,8 +198,8 @@ fn r3_port_conflicts_and_bad_specs_change_nothing() {
         assert!(err.contains("invalid"), "{bad}: {err}");
     }
     let err = h
-        .reef(&["run", "-d", "-p", "[::1]:8081:80", "sleep", "1"])
-        .fails("IPv6 host address");
+        .reef(&["run", "-d", "-p", "[::1]:8081:80/sctp", "sleep", "1"])
+        .fails("sctp on an IPv6 host address");
     assert!(err.contains("IPv6"), "{err}");
     let err = h
         .reef(&[
@@ -437,4 +439,50 @@ fn r3_iptables_false_and_ip_forward_false_touch_nothing() {
         .fails("publish without firewall");
     assert!(err.contains("--iptables=false"), "{err}");
     assert!(!h.sh("nft list tables").ok("tables").contains("reef"));
+}
+
+#[test]
+fn r3_ipv6_host_addresses_are_relayed_by_the_daemon() {
+    let mut h = Host::new("ipv6");
+    h.start_daemon(&[]);
+    h.reef_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "six",
+        "-p",
+        "[::1]:8082:80",
+        "-p",
+        "[::1]:8083:53/udp",
+        "sh",
+        "-c",
+        "socat UDP-RECVFROM:53,fork SYSTEM:'echo udp6-ok' & \
+         exec socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:'echo peer=$SOCAT_PEERADDR'",
+    ]);
+    let ports = h.reef_ok(&["port", "six"]);
+    assert!(ports.contains("80/tcp -> [::1]:8082"), "{ports}");
+    assert!(ports.contains("53/udp -> [::1]:8083"), "{ports}");
+    assert!(
+        eventually(5, || ask(h.sh("nc -6 -w 1 ::1 8082 </dev/null"))
+            .starts_with("peer=")),
+        "TCP over [::1] not relayed"
+    );
+    assert!(
+        eventually(5, || ask(h.sh("echo hi | socat -T 1 - UDP6:[::1]:8083"))
+            == "udp6-ok"),
+        "UDP over [::1] not relayed"
+    );
+    // Only IPv6 is taken: the same port number stays free on IPv4.
+    peer_server(&h, "four", 81, &["-p", "8082:81"]);
+    assert!(ask(h.sh("nc -w 1 127.0.0.1 8082 </dev/null")).starts_with("peer="));
+    let err = h
+        .reef(&["run", "-d", "-p", "[::1]:8082:80", "sleep", "1"])
+        .fails("IPv6 port taken twice");
+    assert!(err.contains("already allocated"), "{err}");
+    // Removing the container closes the relay.
+    h.reef_ok(&["rm", "-f", "six"]);
+    assert!(eventually(5, || h
+        .sh("nc -6 -w 1 ::1 8082 </dev/null")
+        .code
+        != 0));
 }

@@ -109,10 +109,21 @@ impl Engine {
             state_dir: state_dir.clone(),
             log_path: self.paths.log(&c.id),
         };
-        let launched = std::fs::create_dir_all(&state_dir)
-            .map_err(super::io_err(format!("mkdir {}", state_dir.display())))
+        let mut planned = c.clone();
+        planned.ports = place.ports.clone();
+        planned.endpoints = place.endpoints.clone();
+        let relays = super::proxy::relays_of(&planned);
+        let launched = self
+            .proxies
+            .start(&self.rt, &c.id, &relays)
+            .map_err(|e| EngineError::Conflict(e.to_string()))
+            .and_then(|()| {
+                std::fs::create_dir_all(&state_dir)
+                    .map_err(super::io_err(format!("mkdir {}", state_dir.display())))
+            })
             .and_then(|()| Ok(reef_runtime::launch(&spec, &self.shim)?));
         if launched.is_err() {
+            self.proxies.stop(&c.id);
             self.undo_plan(inner, &place.plan);
         }
         launched
@@ -481,6 +492,7 @@ impl Engine {
     /// Remove a container's veths and sandbox. Keeps going past errors (logged): what is left
     /// is found again as an orphan by the next reconcile.
     pub(crate) fn teardown(&self, inner: &mut Inner, c: &Container) {
+        self.proxies.stop(&c.id);
         let mut ops: Vec<Op> = Vec::new();
         if !c.firewall.is_empty() {
             ops.push(Op::FirewallDelete(c.firewall.clone()));

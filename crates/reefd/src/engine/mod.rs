@@ -9,6 +9,7 @@ mod dns;
 mod files;
 mod lifecycle;
 mod networks;
+mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
@@ -105,12 +106,7 @@ pub trait HostFacts: Send + Sync {
     /// 32 random bytes for an id.
     fn random_id(&self) -> String;
     /// True when a process on the host holds `ip:port` (TCP: listens there).
-    fn port_in_use(
-        &self,
-        proto: reef_core::ports::Proto,
-        ip: std::net::Ipv4Addr,
-        port: u16,
-    ) -> bool;
+    fn port_in_use(&self, proto: reef_core::ports::Proto, ip: std::net::IpAddr, port: u16) -> bool;
     /// `net.ipv4.ip_local_port_range`.
     fn ephemeral_range(&self) -> (u16, u16);
 }
@@ -133,6 +129,8 @@ pub struct Engine {
     pub(crate) reaper: reaper::Reaper,
     /// The embedded DNS server of user networks.
     pub(crate) dns: Arc<reef_dns::DnsServer>,
+    /// Relays of published ports on IPv6 host addresses.
+    pub(crate) proxies: proxy::Proxies,
 }
 
 /// What `create` needs besides the spec.
@@ -186,6 +184,7 @@ impl Engine {
             removed_exits: Mutex::default(),
             reaper: reaper::Reaper::start()?,
             dns: reef_dns::DnsServer::new(),
+            proxies: proxy::Proxies::default(),
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;

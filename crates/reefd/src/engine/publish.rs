@@ -34,8 +34,10 @@ pub fn exposed(spec: &ContainerSpec) -> Vec<(u16, Proto)> {
     set.into_iter().collect()
 }
 
-fn ip_collides(a: Ipv4Addr, b: Ipv4Addr) -> bool {
-    a.is_unspecified() || b.is_unspecified() || a == b
+/// Two host bindings of one port collide when they are of one family and either is the
+/// wildcard or both are the same address (IPv6 relays are IPV6_V6ONLY, IPv4 ports are NAT).
+fn ip_collides(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified() || a == b)
 }
 
 impl Engine {
@@ -72,7 +74,7 @@ impl Engine {
                 "cannot publish ports: reefd runs with --iptables=false, and reef publishes ports only through its firewall".into(),
             ));
         }
-        let used: Vec<(Ipv4Addr, u16, Proto)> = inner
+        let used: Vec<(IpAddr, u16, Proto)> = inner
             .containers
             .values()
             .filter(|o| o.id != c.id)
@@ -81,16 +83,15 @@ impl Engine {
         let mut out: Vec<PortBinding> = Vec::new();
         let mut rules = Vec::new();
         for spec in wanted {
-            let host_ip = match spec.host_ip.unwrap_or(default_ip) {
-                IpAddr::V4(v4) => v4,
-                IpAddr::V6(v6) => {
-                    return Err(EngineError::Invalid(format!(
-                        "cannot publish on [{v6}]: reef's container networks are IPv4, and a port is published by NAT in the kernel, which cannot turn IPv6 into IPv4"
-                    )))
-                }
-            };
+            let host_ip = spec.host_ip.unwrap_or(default_ip);
+            if host_ip.is_ipv6() && spec.proto == Proto::Sctp {
+                return Err(EngineError::Invalid(format!(
+                    "cannot publish {}/sctp on [{host_ip}]: IPv6 host addresses carry tcp and udp",
+                    spec.container_port
+                )));
+            }
             let taken_by_container = |port: u16| {
-                let hit = |ip: Ipv4Addr, p: u16, pr: Proto| {
+                let hit = |ip: IpAddr, p: u16, pr: Proto| {
                     p == port && pr == spec.proto && ip_collides(ip, host_ip)
                 };
                 used.iter().any(|&(ip, p, pr)| hit(ip, p, pr))
@@ -142,14 +143,17 @@ impl Engine {
                 container_port: spec.container_port,
                 proto: spec.proto,
             });
-            rules.push(PortRule {
-                host_ip: (!host_ip.is_unspecified()).then_some(host_ip),
-                host_port,
-                proto: spec.proto,
-                ctr_ip,
-                ctr_port: spec.container_port,
-                allow,
-            });
+            // IPv6 bindings are relayed by reefd (see proxy.rs), IPv4 ones NATed by the kernel.
+            if let IpAddr::V4(v4) = host_ip {
+                rules.push(PortRule {
+                    host_ip: (!v4.is_unspecified()).then_some(v4),
+                    host_port,
+                    proto: spec.proto,
+                    ctr_ip,
+                    ctr_port: spec.container_port,
+                    allow,
+                });
+            }
         }
         Ok((out, rules))
     }

@@ -27,6 +27,12 @@ impl Engine {
                     let alive = matches!((c.pid, c.pid_start_time), (Some(p), Some(st)) if reef_runtime::process_alive(p, st));
                     if alive {
                         self.repair_network(&mut inner, &c);
+                        if let Err(e) =
+                            self.proxies
+                                .start(&self.rt, &c.id, &super::proxy::relays_of(&c))
+                        {
+                            tracing::warn!(id = %c.short_id(), error = %e, "cannot restore IPv6 port relays");
+                        }
                         if let Some(shim) = c.shim_pid {
                             watch.push((c.id.clone(), c.start_count, shim));
                         }
