@@ -486,3 +486,25 @@ fn r3_ipv6_host_addresses_are_relayed_by_the_daemon() {
         .code
         != 0));
 }
+
+#[test]
+fn r3_daemon_ip_is_the_default_host_address() {
+    let mut h = Host::new("daemonip");
+    let out = h.add_outside();
+    h.start_daemon(&["--ip", HOST_UPLINK_IP]);
+    peer_server(&h, "web", 80, &["-p", "8090:80"]);
+    assert_eq!(
+        h.reef_ok(&["port", "web"]),
+        format!("80/tcp -> {HOST_UPLINK_IP}:8090")
+    );
+    let got = ask(outside_sh(
+        &out,
+        &format!("nc -w 2 {HOST_UPLINK_IP} 8090 </dev/null"),
+    ));
+    assert_eq!(got, format!("peer={OUTSIDE_IP}"));
+    assert_eq!(
+        ask(h.sh("nc -w 1 127.0.0.1 8090 </dev/null")),
+        "",
+        "bound beyond --ip"
+    );
+}
