@@ -90,12 +90,29 @@ pub struct Elements {
     /// Link openings.
     #[serde(default)]
     pub links: Vec<LinkRule>,
+    /// Container interfaces and the only MAC and IPv4 address each may send from.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointRule>,
+}
+
+/// Anti-spoofing identity of one container interface, checked on its bridge port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRule {
+    /// Host-side veth (the bridge port the container's frames enter by).
+    pub port: String,
+    /// The container interface's MAC.
+    pub mac: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
 }
 
 impl Elements {
     /// True when there is nothing to add.
     pub fn is_empty(&self) -> bool {
-        self.networks.is_empty() && self.ports.is_empty() && self.links.is_empty()
+        self.networks.is_empty()
+            && self.ports.is_empty()
+            && self.links.is_empty()
+            && self.endpoints.is_empty()
     }
 
     /// Append another set of elements.
@@ -103,6 +120,7 @@ impl Elements {
         self.networks.extend(other.networks.iter().cloned());
         self.ports.extend(other.ports.iter().cloned());
         self.links.extend(other.links.iter().cloned());
+        self.endpoints.extend(other.endpoints.iter().cloned());
     }
 }
 
@@ -229,8 +247,40 @@ pub fn render_sync(all: &Elements) -> String {
     for (chain, rule) in RULES {
         let _ = writeln!(s, "add rule ip {t} {chain} {rule}");
     }
+    // Anti-spoofing runs in the bridge family, on the port a frame enters by, before
+    // anything else sees it: a container may send only from its own MAC and IPv4 address
+    // (IP and ARP), whatever br_netfilter is set to.
+    let _ = writeln!(s, "add table bridge {t}");
+    let _ = writeln!(s, "add set bridge {t} ports {{ type ifname; }}");
+    let _ = writeln!(s, "flush set bridge {t} ports");
+    let _ = writeln!(
+        s,
+        "add set bridge {t} port_mac {{ type ifname . ether_addr; }}"
+    );
+    let _ = writeln!(s, "flush set bridge {t} port_mac");
+    let _ = writeln!(
+        s,
+        "add set bridge {t} port_ip {{ type ifname . ipv4_addr; }}"
+    );
+    let _ = writeln!(s, "flush set bridge {t} port_ip");
+    let _ = writeln!(
+        s,
+        "add chain bridge {t} spoof {{ type filter hook prerouting priority -300; policy accept; }}"
+    );
+    let _ = writeln!(s, "flush chain bridge {t} spoof");
+    for rule in [
+        "iifname @ports iifname . ether saddr != @port_mac drop",
+        "iifname @ports ether type ip iifname . ip saddr != @port_ip drop",
+        "iifname @ports ether type arp iifname . arp saddr ip != @port_ip drop",
+    ] {
+        let _ = writeln!(s, "add rule bridge {t} spoof {rule}");
+    }
     s.push_str(&render_add(all));
     s
+}
+
+fn bridge_element(s: &mut String, verb: &str, set: &str, elem: &str) {
+    let _ = writeln!(s, "{verb} element bridge {TABLE} {set} {{ {elem} }}");
 }
 
 fn element(s: &mut String, verb: &str, set: &str, elem: &str) {
@@ -299,6 +349,12 @@ fn render(el: &Elements, adding: bool) -> String {
             }
         }
     }
+    for e in &el.endpoints {
+        let p = &e.port;
+        bridge_element(&mut s, verb, "ports", &format!("\"{p}\""));
+        bridge_element(&mut s, verb, "port_mac", &format!("\"{p}\" . {}", e.mac));
+        bridge_element(&mut s, verb, "port_ip", &format!("\"{p}\" . {}", e.ip));
+    }
     for l in &el.links {
         element(
             &mut s,
@@ -323,7 +379,7 @@ pub fn render_delete(el: &Elements) -> String {
 /// The script that removes reef's table entirely (`reef system gc`, `--iptables=false`
 /// after a run with it on). Never used on start-up: it would drop `REEF-USER`.
 pub fn render_remove_table() -> String {
-    format!("delete table ip {TABLE}\n")
+    format!("delete table ip {TABLE}\ndelete table bridge {TABLE}\n")
 }
 
 #[cfg(test)]
@@ -363,6 +419,11 @@ mod tests {
                 proto: Proto::Tcp,
                 port: 80,
             }],
+            endpoints: vec![EndpointRule {
+                port: "veth1234567".into(),
+                mac: "02:42:ac:11:00:02".into(),
+                ip: "172.17.0.2".parse().unwrap(),
+            }],
         }
     }
 
@@ -379,6 +440,9 @@ add element ip reef dnat_any { tcp . 8080 : 172.17.0.2 . 80 }
 add element ip reef dnat_ip { 192.0.2.1 . udp . 5353 : 172.17.0.3 . 53 }
 add element ip reef restricted { udp . 5353 }
 add element ip reef allowed { udp . 5353 . 10.0.0.0/8 }
+add element bridge reef ports { \"veth1234567\" }
+add element bridge reef port_mac { \"veth1234567\" . 02:42:ac:11:00:02 }
+add element bridge reef port_ip { \"veth1234567\" . 172.17.0.2 }
 add element ip reef links { 172.17.0.4 . 172.17.0.2 . tcp . 80 }
 ";
         assert_eq!(add, expected);

@@ -18,6 +18,15 @@ use reef_store::Change;
 use super::files::{self, RenderedEtc};
 use super::{Engine, EngineError, ExitEvent, Inner, Result};
 
+/// The anti-spoofing identity of an endpoint.
+pub(crate) fn endpoint_rule(ep: &Endpoint) -> reef_core::firewall::EndpointRule {
+    reef_core::firewall::EndpointRule {
+        port: ep.host_ifname.clone(),
+        mac: ep.mac.clone(),
+        ip: ep.ip,
+    }
+}
+
 /// Where a container's process will live.
 struct Placement {
     netns: Option<std::path::PathBuf>,
@@ -185,10 +194,16 @@ impl Engine {
                     )));
                 }
                 let links = self.link_setup(inner, c, &first.network_id, first.ip)?;
-                let firewall = Elements {
-                    networks: vec![],
-                    ports: port_rules,
-                    links: links.rules,
+                // With --iptables=false reef writes no rules at all (ports were refused above).
+                let firewall = if self.cfg.iptables {
+                    Elements {
+                        networks: vec![],
+                        ports: port_rules,
+                        links: links.rules,
+                        endpoints: endpoints.iter().map(endpoint_rule).collect(),
+                    }
+                } else {
+                    Elements::default()
                 };
                 plan.extend(plan::firewall(firewall.clone()));
                 // On a user network the embedded DNS server (on the gateway) is the

@@ -415,11 +415,18 @@ impl Engine {
                 })
                 .expect("an index is free");
             let ep = self.new_endpoint(&inner, &c, &net, index, &att, &c.endpoints)?;
-            inner.exec.apply_plan(&plan::attach(
-                net.bridge.as_ref().expect("bridge"),
-                &ep,
-                sandbox,
-            ))?;
+            let mut steps = plan::attach(net.bridge.as_ref().expect("bridge"), &ep, sandbox);
+            let identity = reef_core::firewall::Elements {
+                endpoints: vec![super::lifecycle::endpoint_rule(&ep)],
+                ..Default::default()
+            };
+            if self.cfg.iptables {
+                steps.extend(plan::firewall(identity.clone()));
+            }
+            inner.exec.apply_plan(&steps)?;
+            if self.cfg.iptables {
+                c.firewall.extend(&identity);
+            }
             c.endpoints.push(ep);
         } else if let Some(ip) = ip {
             // A stopped container gets its address at start; check the request now.
@@ -457,11 +464,26 @@ impl Engine {
         }
         if let Some(pos) = c.endpoints.iter().position(|e| e.network_id == net.id) {
             let ep = c.endpoints.remove(pos);
-            if pos == 0 && !c.firewall.is_empty() {
-                // Ports and links point at this address.
-                inner.exec.apply(&Op::FirewallDelete(c.firewall.clone()))?;
-                c.firewall = Default::default();
+            // Its identity goes; so do ports and links if they point at this address.
+            let mut gone = reef_core::firewall::Elements {
+                endpoints: c
+                    .firewall
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.port == ep.host_ifname)
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            };
+            c.firewall.endpoints.retain(|e| e.port != ep.host_ifname);
+            if pos == 0 {
+                gone.ports = std::mem::take(&mut c.firewall.ports);
+                gone.links = std::mem::take(&mut c.firewall.links);
                 c.ports.clear();
+                self.proxies.stop(&c.id);
+            }
+            if !gone.is_empty() {
+                inner.exec.apply(&Op::FirewallDelete(gone))?;
             }
             // Synchronous: a reconnect must not meet the old interface name inside.
             inner.exec.apply(&Op::DeleteLink {
