@@ -481,3 +481,11 @@ pub struct NetworkPruneResponse {
     /// Names of the removed networks.
     pub networks_deleted: Vec<String>,
 }
+
+/// `GET /system/check` and `POST /system/gc` answer (reef's own endpoints).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SystemReport {
+    /// One line per finding (check) or per removed object (gc).
+    pub items: Vec<String>,
+}

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod events;
 pub mod exec;
 pub mod netlink;
 pub mod netns;

@@ -107,6 +107,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Check reef's kernel objects for drift, or remove leftovers.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// List a container's published ports, or the host side of one.
     Port {
         /// Container.
@@ -292,4 +295,12 @@ pub enum NetworkCommand {
         /// Container.
         container: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Report drift (missing bridges, veths, firewall state) and leftovers; exit 1 if any.
+    Check,
+    /// Remove leftovers reef owns that no container or network accounts for.
+    Gc,
 }

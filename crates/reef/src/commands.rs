@@ -121,6 +121,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(e) => exec(&client, e).await,
         Command::Port { container, port } => port_cmd(&client, &container, port.as_deref()).await,
         Command::Network(n) => crate::networks::run(&client, n).await,
+        Command::System(crate::args::SystemCommand::Check) => {
+            let r: reef_api::SystemReport = client.get("/system/check").await?;
+            if r.items.is_empty() {
+                println!("no drift, no leftovers");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for i in &r.items {
+                println!("{i}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Command::System(crate::args::SystemCommand::Gc) => {
+            let r: reef_api::SystemReport = client
+                .post_json("/system/gc", &serde_json::json!({}))
+                .await?;
+            for i in &r.items {
+                println!("removed {i}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             let v: reef_api::Version = client.get("/version").await?;
             println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));

@@ -53,6 +53,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}", delete(containers::remove))
+        .route("/system/check", get(system_check))
+        .route("/system/gc", post(system_gc))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
@@ -84,6 +86,24 @@ pub fn strip_version(mut req: Request) -> Request {
         }
     }
     req
+}
+
+/// reef's own: drift and leftovers (`reef system check`).
+async fn system_check(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> Result<Json<reef_api::SystemReport>, ApiError> {
+    let engine = st.engine.clone();
+    let items = blocking(move || engine.system_check()).await?;
+    Ok(Json(reef_api::SystemReport { items }))
+}
+
+/// reef's own: remove leftovers (`reef system gc`).
+async fn system_gc(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> Result<Json<reef_api::SystemReport>, ApiError> {
+    let engine = st.engine.clone();
+    let items = blocking(move || engine.system_gc()).await?;
+    Ok(Json(reef_api::SystemReport { items }))
 }
 
 async fn version() -> Json<reef_api::Version> {

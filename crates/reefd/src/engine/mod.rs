@@ -13,6 +13,7 @@ mod proxy;
 mod publish;
 mod reaper;
 mod reconcile;
+mod repair;
 mod user_networks;
 
 use std::collections::BTreeMap;
@@ -190,6 +191,7 @@ impl Engine {
         engine.reconcile()?;
         engine.sync_firewall()?;
         engine.dns_listen_all();
+        engine.watch_drift()?;
         Ok(engine)
     }
 

@@ -7,12 +7,10 @@
 //! a `reef:` alias, sandbox mounts, state directories.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use reef_core::model::{Container, Status};
 use reef_core::names;
-use reef_core::plan;
 
 use super::{Engine, Inner, Result};
 
@@ -26,7 +24,9 @@ impl Engine {
                 Status::Running | Status::Stopping => {
                     let alive = matches!((c.pid, c.pid_start_time), (Some(p), Some(st)) if reef_runtime::process_alive(p, st));
                     if alive {
-                        self.repair_network(&mut inner, &c);
+                        for fixed in self.repair_container(&mut inner, &c, true) {
+                            tracing::warn!(id = %c.short_id(), "repaired: {fixed}");
+                        }
                         if let Err(e) =
                             self.proxies
                                 .start(&self.rt, &c.id, &super::proxy::relays_of(&c))
@@ -62,50 +62,14 @@ impl Engine {
                 Status::Created | Status::Exited => {}
             }
         }
-        self.remove_orphans(&mut inner)?;
+        for removed in self.remove_orphans(&mut inner, true)? {
+            tracing::info!("removed {removed}");
+        }
         drop(inner);
         for (id, count, shim) in watch {
             self.watch_exit(id, count, shim);
         }
         Ok(())
-    }
-
-    /// A re-adopted container whose host veth vanished gets its attachment again.
-    fn repair_network(&self, inner: &mut Inner, c: &Container) {
-        let Some(sandbox) = c.sandbox.as_deref().map(Path::new) else {
-            return;
-        };
-        if !reef_kernel::netns::is_bound(sandbox) {
-            tracing::warn!(id = %c.short_id(), "sandbox of a running container is gone; it stays without network");
-            return;
-        }
-        for ep in &c.endpoints {
-            let present = matches!(inner.exec.host().link(&ep.host_ifname), Ok(Some(_)));
-            if present {
-                continue;
-            }
-            let Some(br) = inner
-                .networks
-                .get(&ep.network_id)
-                .and_then(|n| n.bridge.clone())
-            else {
-                continue;
-            };
-            // The peer died with the host end; clear a stale one before re-creating the pair.
-            let _ = inner.exec.apply(&plan::Op::DeleteLink {
-                ns: plan::NsRef::Sandbox(sandbox.to_path_buf()),
-                name: ep.ifname.clone(),
-            });
-            match inner
-                .exec
-                .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
-            {
-                Ok(()) => {
-                    tracing::info!(id = %c.short_id(), veth = %ep.host_ifname, "repaired missing veth")
-                }
-                Err(e) => tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth"),
-            }
-        }
     }
 
     /// A start that was cut off may have left a shim and its child running.
@@ -135,7 +99,9 @@ impl Engine {
     }
 
     /// Remove reef-marked kernel objects and files that no record accounts for.
-    fn remove_orphans(&self, inner: &mut Inner) -> Result<()> {
+    /// Leftovers carrying reef's mark that no record accounts for; removed when `fix`.
+    pub(crate) fn remove_orphans(&self, inner: &mut Inner, fix: bool) -> Result<Vec<String>> {
+        let mut found = Vec::new();
         let live_endpoints: BTreeSet<String> = inner
             .containers
             .values()
@@ -146,7 +112,10 @@ impl Engine {
                 continue;
             };
             if !live_endpoints.contains(ep) {
-                tracing::info!(link = %link.name, "removing orphaned veth");
+                found.push(format!("orphaned veth {}", link.name));
+                if !fix {
+                    continue;
+                }
                 if let Err(e) = inner.exec.host().delete_link(&link.name) {
                     if !e.is_not_found() {
                         tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned veth");
@@ -163,7 +132,10 @@ impl Engine {
             for entry in dir.flatten() {
                 let path = entry.path();
                 if !live_sandboxes.contains(&path.display().to_string()) {
-                    tracing::info!(sandbox = %path.display(), "removing orphaned sandbox");
+                    found.push(format!("orphaned sandbox {}", path.display()));
+                    if !fix {
+                        continue;
+                    }
                     if let Err(e) = reef_kernel::netns::remove_bound(&path) {
                         tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove orphaned sandbox");
                     }
@@ -187,10 +159,13 @@ impl Engine {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
                 if !keep.contains(name.as_str()) {
-                    let _ = std::fs::remove_dir_all(entry.path());
+                    found.push(format!("orphaned directory {}", entry.path().display()));
+                    if fix {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 }

@@ -1,0 +1,250 @@
+//! Drift: kernel objects of reef's that someone else removed or changed. A watcher thread
+//! hears link deletions and other processes' nftables changes (netlink events) and repairs
+//! within moments; `reef system check` reports the same findings without changing anything,
+//! and `reef system gc` removes leftovers reef owns but no record accounts for.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reef_core::firewall;
+use reef_core::model::{Container, NetworkMode};
+use reef_core::plan::{self, NsRef, Op, Step};
+use reef_kernel::events::{Change, Watcher};
+
+use super::{Engine, Inner, Result};
+
+impl Engine {
+    /// Start the drift watcher (a thread with its own netlink subscriptions).
+    pub(crate) fn watch_drift(self: &Arc<Self>) -> Result<()> {
+        let mut watcher = Watcher::open(firewall::TABLE)?;
+        let engine = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("reef-drift".into())
+            .spawn(move || loop {
+                match watcher.wait() {
+                    Ok(changes) if !changes.is_empty() => engine.on_drift(&changes),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "drift watcher");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+            .map_err(super::io_err("start the drift watcher"))?;
+        Ok(())
+    }
+
+    fn on_drift(&self, changes: &[Change]) {
+        let firewall_hit = changes
+            .iter()
+            .any(|c| matches!(c, Change::FirewallChanged | Change::Overrun));
+        let links_hit = changes.iter().any(|c| match c {
+            Change::LinkDeleted(name) => self.is_ours(name),
+            Change::Overrun => true,
+            Change::FirewallChanged => false,
+        });
+        if links_hit {
+            let mut inner = self.lock();
+            for fixed in self.repair_all(&mut inner, true) {
+                tracing::warn!("drift repaired: {fixed}");
+            }
+        }
+        if firewall_hit && self.cfg.iptables {
+            match self.sync_firewall() {
+                Ok(()) => tracing::warn!(
+                    "drift repaired: nftables table {} restored",
+                    firewall::TABLE
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot restore the firewall"),
+            }
+        }
+    }
+
+    /// A bridge of a network, or a host veth of a running container.
+    fn is_ours(&self, name: &str) -> bool {
+        let inner = self.lock();
+        inner.networks.values().any(|n| {
+            n.bridge
+                .as_ref()
+                .is_some_and(|b| b.owned && b.ifname == name)
+        }) || inner
+            .containers
+            .values()
+            .filter(|c| c.is_running())
+            .any(|c| c.endpoints.iter().any(|e| e.host_ifname == name))
+    }
+
+    /// Bridges and running containers' attachments; with `fix`, repaired.
+    pub(crate) fn repair_all(&self, inner: &mut Inner, fix: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        let bridges: Vec<reef_core::model::BridgeNetwork> = inner
+            .networks
+            .values()
+            .filter_map(|n| n.bridge.clone())
+            .filter(|b| b.owned)
+            .collect();
+        for br in bridges {
+            if matches!(inner.exec.host().link(&br.ifname), Ok(Some(_))) {
+                continue;
+            }
+            found.push(format!("bridge {} missing", br.ifname));
+            if !fix {
+                continue;
+            }
+            let mut p = plan::bridge_setup(&br, false);
+            if self.cfg.iptables {
+                p.steps.push(Step {
+                    op: Op::Sysctl {
+                        ns: NsRef::Host,
+                        key: format!("net.ipv4.conf.{}.route_localnet", br.ifname),
+                        value: "1".into(),
+                    },
+                    undo: None,
+                });
+            }
+            if let Err(e) = inner.exec.apply_plan(&p) {
+                tracing::error!(bridge = %br.ifname, error = %e, "cannot re-create bridge");
+            }
+        }
+        let running: Vec<Container> = inner
+            .containers
+            .values()
+            .filter(|c| c.is_running())
+            .cloned()
+            .collect();
+        for c in running {
+            found.extend(self.repair_container(inner, &c, fix));
+        }
+        found
+    }
+
+    /// A running container's sandbox and veths; with `fix`, missing veths are re-created and
+    /// detached ones re-enslaved.
+    pub(crate) fn repair_container(
+        &self,
+        inner: &mut Inner,
+        c: &Container,
+        fix: bool,
+    ) -> Vec<String> {
+        let mut found = Vec::new();
+        let own_sandbox = matches!(
+            c.spec.network_mode.clone().unwrap_or(NetworkMode::Bridge),
+            NetworkMode::Bridge | NetworkMode::None | NetworkMode::Named(_)
+        );
+        let Some(sandbox) = c.sandbox.as_deref().map(Path::new) else {
+            return found;
+        };
+        if own_sandbox && !reef_kernel::netns::is_bound(sandbox) {
+            found.push(format!("{}: sandbox {} is gone", c.name, sandbox.display()));
+            return found;
+        }
+        for ep in &c.endpoints {
+            let Some(br) = inner
+                .networks
+                .get(&ep.network_id)
+                .and_then(|n| n.bridge.clone())
+            else {
+                continue;
+            };
+            let bridge_index = inner
+                .exec
+                .host()
+                .link(&br.ifname)
+                .ok()
+                .flatten()
+                .map(|l| l.index);
+            match inner.exec.host().link(&ep.host_ifname) {
+                Ok(Some(link)) if link.master.is_some() && link.master == bridge_index => {}
+                Ok(Some(_)) => {
+                    found.push(format!(
+                        "{}: veth {} is not on {}",
+                        c.name, ep.host_ifname, br.ifname
+                    ));
+                    if fix {
+                        for op in [
+                            Op::SetMaster {
+                                link: ep.host_ifname.clone(),
+                                master: br.ifname.clone(),
+                            },
+                            Op::SetHairpin {
+                                link: ep.host_ifname.clone(),
+                            },
+                            Op::SetUp {
+                                ns: NsRef::Host,
+                                link: ep.host_ifname.clone(),
+                            },
+                        ] {
+                            if let Err(e) = inner.exec.apply(&op) {
+                                tracing::warn!(op = %op, error = %e, "repair step failed");
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    found.push(format!("{}: veth {} missing", c.name, ep.host_ifname));
+                    if fix {
+                        // The peer died with the host end; clear a stale one, then re-attach.
+                        let _ = inner.exec.apply(&Op::DeleteLink {
+                            ns: NsRef::Sandbox(sandbox.to_path_buf()),
+                            name: ep.ifname.clone(),
+                        });
+                        if let Err(e) =
+                            inner
+                                .exec
+                                .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
+                        {
+                            tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth");
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// `reef system check`: drift and leftovers, changing nothing.
+    pub fn system_check(&self) -> Result<Vec<String>> {
+        let mut inner = self.lock();
+        let mut found = self.repair_all(&mut inner, false);
+        if self.cfg.iptables {
+            let listed = inner
+                .exec
+                .nft()?
+                .run(&format!("list table ip {}\n", firewall::TABLE));
+            match listed {
+                Err(_) => found.push(format!("nftables table ip {} missing", firewall::TABLE)),
+                Ok(text) => {
+                    if !text.contains("jump REEF-USER") {
+                        found.push(format!(
+                            "nftables table ip {} has lost its rules",
+                            firewall::TABLE
+                        ));
+                    }
+                    for c in inner.containers.values().filter(|c| c.is_running()) {
+                        for p in &c.firewall.ports {
+                            let elem = format!(
+                                "{} . {} : {} . {}",
+                                p.proto, p.host_port, p.ctr_ip, p.ctr_port
+                            );
+                            if !text.contains(&elem) {
+                                found.push(format!(
+                                    "{}: published port {}/{} missing from nftables",
+                                    c.name, p.host_port, p.proto
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        found.extend(self.remove_orphans(&mut inner, false)?);
+        Ok(found)
+    }
+
+    /// `reef system gc`: remove leftovers reef owns that no record accounts for.
+    pub fn system_gc(&self) -> Result<Vec<String>> {
+        let mut inner = self.lock();
+        self.remove_orphans(&mut inner, true)
+    }
+}
