@@ -16,6 +16,21 @@ pub struct Cli {
         overrides_with = "host"
     )]
     pub host: String,
+    /// Use TLS for tcp:// hosts.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// Use TLS and verify the daemon's certificate against --tlscacert.
+    #[arg(long, global = true)]
+    pub tlsverify: bool,
+    /// CA of the daemon's certificate.
+    #[arg(long, global = true)]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Client certificate.
+    #[arg(long, global = true)]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Client key.
+    #[arg(long, global = true)]
+    pub tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

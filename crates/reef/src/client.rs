@@ -2,6 +2,7 @@
 //! bodies, and connection upgrades for attach.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use http_body_util::{BodyExt, Full};
@@ -23,12 +24,6 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
-}
-
-/// Talks to one daemon.
-pub struct Client {
-    socket: PathBuf,
-    host: String,
 }
 
 /// An answer: status and body bytes.
@@ -75,18 +70,168 @@ fn error_message(body: &[u8]) -> String {
         .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string())
 }
 
+/// How to reach the daemon.
+enum Transport {
+    Unix(PathBuf),
+    Tcp {
+        addr: String,
+        tls: Option<(
+            tokio_rustls::TlsConnector,
+            rustls::pki_types::ServerName<'static>,
+        )>,
+    },
+}
+
+/// TLS settings from the command line.
+pub struct TlsOptions {
+    /// `--tls` or `--tlsverify`.
+    pub enabled: bool,
+    /// `--tlsverify`.
+    pub verify: bool,
+    /// `--tlscacert`.
+    pub ca: Option<PathBuf>,
+    /// `--tlscert`.
+    pub cert: Option<PathBuf>,
+    /// `--tlskey`.
+    pub key: Option<PathBuf>,
+}
+
+/// Talks to one daemon.
+pub struct Client {
+    transport: Transport,
+    host: String,
+}
+
+/// Accepts any server certificate: `--tls` without `--tlsverify`, as Docker's client does.
+#[derive(Debug)]
+struct NoServerVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoServerVerification {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn pem_certs(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()?)
+}
+
+fn tls_connector(host: &str, t: &TlsOptions) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if t.verify {
+        let ca =
+            t.ca.as_ref()
+                .with_context(|| format!("-H {host} --tlsverify needs --tlscacert"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in pem_certs(ca)? {
+            roots.add(c)?;
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoServerVerification(provider)))
+    };
+    let config = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => {
+            let pem =
+                std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+            let key = rustls_pemfile::private_key(&mut pem.as_slice())?
+                .with_context(|| format!("{} holds no private key", key.display()))?;
+            builder.with_client_auth_cert(pem_certs(cert)?, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn handshake<T>(
+    io: TokioIo<T>,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .context("HTTP handshake with the daemon")?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
 impl Client {
-    /// From `-H`: `unix:///path` or `/path`.
-    pub fn new(host: &str) -> anyhow::Result<Client> {
-        let path = if let Some(p) = host.strip_prefix("unix://") {
-            p
+    /// From `-H`: `unix:///path`, `/path`, or `tcp://host:port` (TLS when asked).
+    pub fn new(host: &str, tls: &TlsOptions) -> anyhow::Result<Client> {
+        let transport = if let Some(p) = host.strip_prefix("unix://") {
+            Transport::Unix(PathBuf::from(p))
         } else if host.starts_with('/') {
-            host
+            Transport::Unix(PathBuf::from(host))
+        } else if let Some(addr) = host.strip_prefix("tcp://") {
+            let tls = if tls.enabled {
+                let name = addr
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or(addr)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let server = rustls::pki_types::ServerName::try_from(name)
+                    .with_context(|| format!("-H {host}: not a host name or address"))?;
+                Some((tls_connector(host, tls)?, server))
+            } else {
+                None
+            };
+            Transport::Tcp {
+                addr: addr.to_string(),
+                tls,
+            }
         } else {
-            bail!("-H {host}: reef connects to unix sockets only (unix:///path)");
+            bail!("-H {host}: expected unix:///path or tcp://host:port");
         };
         Ok(Client {
-            socket: PathBuf::from(path),
+            transport,
             host: host.to_string(),
         })
     }
@@ -94,19 +239,39 @@ impl Client {
     async fn connect(
         &self,
     ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
-        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
+        let unreachable = || {
             format!(
                 "Cannot connect to the reef daemon at {}. Is reefd running?",
                 self.host
             )
-        })?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the daemon")?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(sender)
+        };
+        match &self.transport {
+            Transport::Unix(path) => {
+                let stream = UnixStream::connect(path).await.with_context(unreachable)?;
+                handshake(TokioIo::new(stream)).await
+            }
+            Transport::Tcp { addr, tls: None } => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(unreachable)?;
+                handshake(TokioIo::new(stream)).await
+            }
+            Transport::Tcp {
+                addr,
+                tls: Some((connector, name)),
+            } => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(unreachable)?;
+                let tls = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .with_context(|| {
+                        format!("TLS handshake with the reef daemon at {}", self.host)
+                    })?;
+                handshake(TokioIo::new(tls)).await
+            }
+        }
     }
 
     fn build(

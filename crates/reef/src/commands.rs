@@ -17,7 +17,14 @@ use crate::{attach, format};
 
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.host)?;
+    let tls = crate::client::TlsOptions {
+        enabled: cli.tls || cli.tlsverify,
+        verify: cli.tlsverify,
+        ca: cli.tlscacert.clone(),
+        cert: cli.tlscert.clone(),
+        key: cli.tlskey.clone(),
+    };
+    let client = Client::new(&cli.host, &tls)?;
     match cli.command {
         Command::Run(r) => run_container(&client, r.detach, r.create).await,
         Command::Create(c) => {

@@ -17,7 +17,8 @@ use crate::flags::Flags;
 const DEFAULT_CONFIG_FILE: &str = "/etc/reef/daemon.json";
 
 /// Read daemon.json (a missing file is fine only at the default path) and merge the flags.
-pub fn load_config(flags: &Flags) -> anyhow::Result<DaemonConfig> {
+/// Also says whether plain TCP was asked for outright (`tls: false`).
+pub fn load_config(flags: &Flags) -> anyhow::Result<(DaemonConfig, bool)> {
     let text = match std::fs::read_to_string(&flags.config_file) {
         Ok(t) => t,
         Err(e)
@@ -30,7 +31,8 @@ pub fn load_config(flags: &Flags) -> anyhow::Result<DaemonConfig> {
     };
     let file = config::parse_daemon_json(&text)
         .with_context(|| format!("invalid configuration file {}", flags.config_file))?;
-    Ok(config::resolve(file, flags.to_file_config())?)
+    let insecure = flags.tls == Some(false) || (flags.tls.is_none() && file.tls == Some(false));
+    Ok((config::resolve(file, flags.to_file_config())?, insecure))
 }
 
 fn init_logging(debug: bool) {
@@ -76,17 +78,22 @@ fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
-    let cfg = load_config(&flags)?;
+    let (cfg, insecure_tcp) = load_config(&flags)?;
     init_logging(cfg.debug);
     let mut sockets: Vec<PathBuf> = Vec::new();
+    let mut tcp: Vec<String> = Vec::new();
     for h in &cfg.hosts {
         match h {
             HostAddr::Unix(p) => sockets.push(p.clone()),
-            HostAddr::Tcp(addr) => {
-                bail!("-H tcp://{addr}: reefd serves its API on unix sockets only (unix:///path)")
-            }
+            HostAddr::Tcp(addr) => tcp.push(addr.clone()),
         }
     }
+    // Checked before anything changes: a TCP socket without TLS is refused at once.
+    let tls = if tcp.is_empty() {
+        None
+    } else {
+        crate::tls::acceptor(&cfg, insecure_tcp)?
+    };
     std::fs::create_dir_all(&cfg.data_root)
         .with_context(|| format!("mkdir {}", cfg.data_root.display()))?;
     let store = reef_store::Store::open(&cfg.data_root.join("reef.db"))?;
@@ -96,6 +103,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         args: vec![crate::SHIM_ARG.to_string()],
     };
     let group = cfg.group.clone();
+    let cfg_tls = cfg.tls || cfg.tlsverify;
     let rt = tokio::runtime::Handle::current();
     let engine = tokio::task::spawn_blocking(move || {
         Engine::start(cfg, store, exec, shim, Box::new(crate::host::RealHost), rt)
@@ -111,6 +119,14 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app.clone());
         servers.spawn(async move { axum::serve(listener, svc).await });
         tracing::info!(socket = %path.display(), "API listening");
+    }
+    for addr in &tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tcp://{addr}"))?;
+        let (tls, svc) = (tls.clone(), app.clone());
+        servers.spawn(async move { crate::tls::serve(listener, tls, svc).await });
+        tracing::info!(%addr, tls = cfg_tls, "API listening on TCP");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -65,6 +65,21 @@ pub struct Flags {
     /// Default host address for published ports.
     #[arg(long)]
     pub ip: Option<String>,
+    /// Serve TCP API sockets over TLS (`--tls=false` allows plain TCP, which reef otherwise refuses).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// TLS and require client certificates signed by --tlscacert.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// CA that signs client certificates.
+    #[arg(long)]
+    pub tlscacert: Option<String>,
+    /// Server certificate.
+    #[arg(long)]
+    pub tlscert: Option<String>,
+    /// Server key.
+    #[arg(long)]
+    pub tlskey: Option<String>,
 }
 
 fn some_vec(v: &[String]) -> Option<Vec<String>> {
@@ -93,7 +108,11 @@ impl Flags {
             ip_masq: self.ip_masq,
             ip: self.ip.clone(),
             group: self.group.clone(),
-            ..FileConfig::default()
+            tls: self.tls,
+            tlsverify: self.tlsverify,
+            tlscacert: self.tlscacert.clone(),
+            tlscert: self.tlscert.clone(),
+            tlskey: self.tlskey.clone(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod engine;
 pub mod flags;
 pub mod host;
+pub mod tls;
 
 /// First argument that makes the reefd binary act as a container shim.
 pub const SHIM_ARG: &str = "__reef-shim";

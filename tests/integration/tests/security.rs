@@ -57,3 +57,99 @@ fn r6_a_container_cannot_send_from_another_address_or_mac() {
     let set = h.sh("nft list set bridge reef port_ip").ok("set");
     assert!(!set.contains(&a) && !set.contains("10.71.0.2"), "{set}");
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
+fn make_certs(h: &Host) -> std::path::PathBuf {
+    let d = h.dir.join("pki");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = format!(
+        "cd {d} && \
+         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=reef-ca -keyout ca-key.pem -out ca.pem && \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=reefd -keyout server-key.pem -out server.csr && \
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > server.ext && \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile server.ext -out server.pem && \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout key.pem -out client.csr && \
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext && \
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile client.ext -out cert.pem",
+        d = d.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+#[test]
+fn r6_tcp_api_needs_tls_with_client_certificates() {
+    let mut h = Host::new("tls");
+    // Plain TCP is refused unless asked for outright.
+    let log = h.daemon_refuses(&["-H", "tcp://127.0.0.1:2375"]);
+    assert!(
+        log.contains("refusing to serve the API on TCP without TLS"),
+        "{log}"
+    );
+    let pki = make_certs(&h);
+    let p = |f: &str| pki.join(f).display().to_string();
+    h.start_daemon(&[
+        "-H",
+        "tcp://127.0.0.1:2376",
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+    ]);
+    let tcp = ["-H", "tcp://127.0.0.1:2376"];
+    let with_cert = [
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("cert.pem"),
+        "--tlskey",
+        &p("key.pem"),
+    ];
+    let args = |extra: &[&str], cmd: &[&str]| -> Vec<String> {
+        tcp.iter()
+            .chain(extra)
+            .chain(cmd)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        h.reef(&a)
+    };
+    // With a client certificate signed by the CA: works.
+    let ok = run(args(
+        &with_cert,
+        &["run", "-d", "--name", "viatls", "sleep", "1000"],
+    ));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(
+        run(args(&with_cert, &["inspect", "-f", "{{.Name}}", "viatls"]))
+            .stdout
+            .trim(),
+        "/viatls"
+    );
+    // Without a client certificate, or without TLS at all: refused.
+    let no_cert = run(args(&["--tlsverify", "--tlscacert", &p("ca.pem")], &["ps"]));
+    assert_ne!(no_cert.code, 0, "served a client without a certificate");
+    let plain = run(args(&[], &["ps"]));
+    assert_ne!(plain.code, 0, "served plain HTTP on the TLS port");
+    h.stop_daemon();
+    // --tls=false: plain TCP, with a warning in the log.
+    h.start_daemon(&["-H", "tcp://127.0.0.1:2377", "--tls=false"]);
+    let plain = h.reef(&["-H", "tcp://127.0.0.1:2377", "ps", "-a"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(plain.stdout.contains("viatls"));
+    assert!(h.daemon_log().contains("plain TCP"), "no warning logged");
+}
