@@ -28,7 +28,9 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     let br = h.sh("ip -o -4 addr show dev reef0").ok("reef0 address");
     assert!(br.contains("172.17.0.1/16"), "{br}");
     // The API socket is root-only.
-    let mode = h.sh(&format!("stat -c '%a %U' {}", h.socket().display())).ok("stat");
+    let mode = h
+        .sh(&format!("stat -c '%a %U' {}", h.socket().display()))
+        .ok("stat");
     assert_eq!(mode, "660 root");
     // The bridge has a MAC of its own (a port leaving must not change the gateway's MAC).
     let brlink = h.sh("ip -o link show dev reef0").ok("reef0 link");
