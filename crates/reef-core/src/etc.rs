@@ -91,6 +91,11 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
 /// host's minus loopback ones (127.0.0.0/8, ::1) and unparsable ones; if none remain use
 /// 8.8.8.8 and 8.8.4.4. `--dns-search` replaces search (`.` means no search domain);
 /// `--dns-option` replaces options.
+///
+/// `--dns` and `--dns-search` entries are validated trimmed ([`validate_dns`],
+/// [`validate_dns_search`]) and used trimmed, and `--dns-option` entries are split into
+/// words, so no whitespace in a flag (a newline least of all) can break or add lines of the
+/// rendered file: it always parses back to what this returns.
 pub fn container_resolv_conf(
     host: &ResolvConf,
     dns: &[String],
@@ -98,7 +103,7 @@ pub fn container_resolv_conf(
     options: &[String],
 ) -> ResolvConf {
     let nameservers = if !dns.is_empty() {
-        dns.to_vec()
+        dns.iter().map(|s| s.trim().to_string()).collect()
     } else {
         // A loopback resolver on the host is unreachable from the container's namespace.
         let usable: Vec<String> = host
@@ -119,14 +124,19 @@ pub fn container_resolv_conf(
     let search = if !search.is_empty() {
         search
             .iter()
-            .filter(|s| s.as_str() != ".")
-            .cloned()
+            .map(|s| s.trim())
+            .filter(|s| *s != ".")
+            .map(String::from)
             .collect()
     } else {
         host.search.clone()
     };
     let options = if !options.is_empty() {
-        options.to_vec()
+        options
+            .iter()
+            .flat_map(|o| o.split_whitespace())
+            .map(String::from)
+            .collect()
     } else {
         host.options.clone()
     };

@@ -12,7 +12,8 @@
 //! Clients the server does not know get nothing (UDP) or REFUSED (TCP).
 //!
 //! The rules live in one pure function, [`answer`], over hickory-proto messages; the
-//! server itself runs the same rules on a zero-allocation wire path.
+//! server itself runs the same rules on a zero-allocation wire path, which
+//! [`handle_packet`] exposes over raw bytes (for the fuzz tests in `tests/fuzz_dns.rs`).
 
 #![deny(missing_docs)]
 
@@ -23,7 +24,7 @@ mod table;
 mod wire;
 
 pub use answer::{answer, Decision, Transport};
-pub use server::DnsServer;
+pub use server::{handle_packet, DnsServer, PacketAction};
 pub use table::Table;
 
 use std::collections::HashMap;

@@ -272,6 +272,40 @@ fn handle<'t>(
     Step::Reply
 }
 
+/// What the server does with one raw packet, as [`handle_packet`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketAction {
+    /// Send these bytes back (over TCP, after the 2-byte length the server adds).
+    Reply(Vec<u8>),
+    /// Send nothing (UDP), or close the connection (TCP).
+    Drop,
+    /// Relay the packet to these upstream servers (never empty).
+    Forward(Vec<SocketAddr>),
+}
+
+/// The server's own handling of one raw packet that arrived from `client` over `transport`
+/// on the address serving `gateway`: the same code its UDP workers and TCP connections run
+/// on every query (the zero-allocation wire path, not [`crate::answer`]), without sockets.
+///
+/// Public so fuzz tests (`tests/fuzz_dns.rs`) and tools can feed it arbitrary bytes; the
+/// server itself does not go through it. What the socket loops do around it is not
+/// included: UDP packets over 4096 bytes are dropped before this, TCP frames are at most
+/// 65535 bytes, and forwarding and relaying the upstream's answer happen afterwards.
+pub fn handle_packet(
+    table: &Table,
+    gateway: Ipv4Addr,
+    client: Ipv4Addr,
+    packet: &[u8],
+    transport: Transport,
+) -> PacketAction {
+    let mut out = Vec::new();
+    match handle(table, gateway, client, packet, transport, &mut out) {
+        Step::Reply => PacketAction::Reply(out),
+        Step::Drop => PacketAction::Drop,
+        Step::Forward(_, upstreams) => PacketAction::Forward(upstreams.to_vec()),
+    }
+}
+
 /// An unknown client: nothing over UDP, REFUSED over TCP.
 fn refuse<'t>(
     packet: &[u8],
