@@ -250,6 +250,10 @@ pub struct Endpoint {
     /// DNS aliases on this network.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Recorded before its attachment and cleared after: still set after a crash means the
+    /// attachment may be half-made, and start-up rebuilds it.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// A container: its request, its state and its network attachments.

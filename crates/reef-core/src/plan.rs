@@ -493,6 +493,7 @@ mod tests {
             gateway: Some("172.17.0.1".parse().unwrap()),
             mac: "02:42:ac:11:00:02".into(),
             aliases: vec![],
+            pending: false,
         }
     }
 

@@ -38,6 +38,7 @@ fn endpoint(n: u8) -> Endpoint {
         gateway: Some("10.98.0.1".parse().unwrap()),
         mac: names::format_mac(names::mac_from_ipv4(ip)),
         aliases: vec![],
+        pending: false,
     }
 }
 

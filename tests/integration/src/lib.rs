@@ -13,6 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod invariants;
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Directory holding the built `reefd` and `reef` (the test binary's `../`).
@@ -280,6 +282,25 @@ impl Host {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Pid of the running reefd (it is the process the kit spawned: `nsenter` execs it).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Run `reef` like [`Host::reef`], killed (SIGKILL, exit code 137) after `limit`, so a
+    /// wedged daemon fails the command instead of hanging the test.
+    pub fn reef_timeout(&self, args: &[&str], limit: Duration) -> Run {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.ns_path()))
+            .args(["timeout", "-s", "KILL"])
+            .arg(format!("{}", limit.as_secs_f64()))
+            .arg(self.bins.join("reef"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args);
+        run_with_stdin(cmd, None)
     }
 
     /// SIGTERM reefd and wait for it.

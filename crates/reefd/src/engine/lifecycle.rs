@@ -27,6 +27,15 @@ pub(crate) fn endpoint_rule(ep: &Endpoint) -> reef_core::firewall::EndpointRule 
     }
 }
 
+/// Every firewall element a running container stands for: what it recorded, with the
+/// anti-spoofing identities derived from its endpoints (so an attachment cut off before it
+/// recorded its identity is still covered).
+pub(crate) fn container_elements(c: &Container) -> Elements {
+    let mut el = c.firewall.clone();
+    el.endpoints = c.endpoints.iter().map(endpoint_rule).collect();
+    el
+}
+
 /// Where a container's process will live.
 struct Placement {
     netns: Option<std::path::PathBuf>,
@@ -404,6 +413,7 @@ impl Engine {
             gateway: (!has_default && !net.internal).then_some(br.gateway),
             mac,
             aliases: att.aliases.clone(),
+            pending: false,
         })
     }
 
@@ -509,8 +519,11 @@ impl Engine {
     pub(crate) fn teardown(&self, inner: &mut Inner, c: &Container) {
         self.proxies.stop(&c.id);
         let mut ops: Vec<Op> = Vec::new();
-        if !c.firewall.is_empty() {
-            ops.push(Op::FirewallDelete(c.firewall.clone()));
+        if self.cfg.iptables {
+            let el = container_elements(c);
+            if !el.is_empty() {
+                ops.push(Op::FirewallDelete(el));
+            }
         }
         if let Some(sb) = &c.sandbox {
             ops.push(Op::DeleteSandbox { path: sb.into() });

@@ -102,16 +102,19 @@ impl Engine {
             }
         }
         for c in inner.containers.values().filter(|c| c.is_running()) {
-            all.extend(&c.firewall);
+            all.extend(&super::lifecycle::container_elements(c));
         }
         inner.exec.nft()?.run(&firewall::render_sync(&all))?;
         for br in bridges {
             // The host's own 127.0.0.1:PORT is DNATed to a container behind this bridge.
-            inner.exec.apply(&Op::Sysctl {
+            // A bridge that could not be restored must not keep the daemon from starting.
+            if let Err(e) = inner.exec.apply(&Op::Sysctl {
                 ns: NsRef::Host,
                 key: format!("net.ipv4.conf.{br}.route_localnet"),
                 value: "1".into(),
-            })?;
+            }) {
+                tracing::warn!(bridge = %br, error = %e, "cannot set route_localnet");
+            }
         }
         if !self.cfg.icc {
             // Bridged traffic meets the forward hook (and --icc=false) only through br_netfilter.

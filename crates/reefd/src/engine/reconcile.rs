@@ -17,6 +17,11 @@ use super::{Engine, Inner, Result};
 impl Engine {
     pub(crate) fn reconcile(self: &Arc<Self>) -> Result<()> {
         let mut inner = self.lock();
+        // A network whose bridge is gone (a crash mid-create, someone's `ip link del`) gets
+        // it back first: containers and the firewall refer to it.
+        for fixed in self.repair_bridges(&mut inner) {
+            tracing::warn!("repaired at start-up: {fixed}");
+        }
         let containers: Vec<Container> = inner.containers.values().cloned().collect();
         let mut watch = Vec::new();
         for c in containers {
@@ -26,6 +31,11 @@ impl Engine {
                     if alive {
                         for fixed in self.repair_container(&mut inner, &c, true) {
                             tracing::warn!(id = %c.short_id(), "repaired: {fixed}");
+                        }
+                        if c.endpoints.iter().any(|e| e.pending) {
+                            let mut done = c.clone();
+                            done.endpoints.iter_mut().for_each(|e| e.pending = false);
+                            self.put(&mut inner, done)?;
                         }
                         if let Err(e) =
                             self.proxies
@@ -84,7 +94,9 @@ impl Engine {
         let children = std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children"))
             .unwrap_or_default();
         let is_shim = std::fs::read_to_string(format!("/proc/{shim}/cmdline"))
-            .map(|c| c.contains(id))
+            // The pid comes from this container's own state dir; the command line confirms it
+            // is still a shim (the spec travels on stdin, so the id is not in it).
+            .map(|c| c.contains(crate::SHIM_ARG))
             .unwrap_or(false);
         if !is_shim {
             return;
@@ -119,6 +131,28 @@ impl Engine {
                 if let Err(e) = inner.exec.host().delete_link(&link.name) {
                     if !e.is_not_found() {
                         tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned veth");
+                    }
+                }
+            }
+        }
+        // Bridges named as reef names them (br-<12 hex>) that no network accounts for: a
+        // `network rm` cut off after its record was deleted.
+        let bridges: BTreeSet<String> = inner
+            .networks
+            .values()
+            .filter_map(|n| n.bridge.as_ref().map(|b| b.ifname.clone()))
+            .collect();
+        for link in inner.exec.host().links()? {
+            let reef_named = link
+                .name
+                .strip_prefix("br-")
+                .is_some_and(|h| h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()));
+            if link.kind.as_deref() == Some("bridge") && reef_named && !bridges.contains(&link.name)
+            {
+                found.push(format!("orphaned bridge {}", link.name));
+                if fix {
+                    if let Err(e) = inner.exec.host().delete_link(&link.name) {
+                        tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned bridge");
                     }
                 }
             }

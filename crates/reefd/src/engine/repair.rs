@@ -75,8 +75,27 @@ impl Engine {
             .any(|c| c.endpoints.iter().any(|e| e.host_ifname == name))
     }
 
+    /// Re-create the missing bridges of networks reef owns.
+    pub(crate) fn repair_bridges(&self, inner: &mut Inner) -> Vec<String> {
+        self.check_bridges(inner, true)
+    }
+
     /// Bridges and running containers' attachments; with `fix`, repaired.
     pub(crate) fn repair_all(&self, inner: &mut Inner, fix: bool) -> Vec<String> {
+        let mut found = self.check_bridges(inner, fix);
+        let running: Vec<Container> = inner
+            .containers
+            .values()
+            .filter(|c| c.is_running())
+            .cloned()
+            .collect();
+        for c in running {
+            found.extend(self.repair_container(inner, &c, fix));
+        }
+        found
+    }
+
+    fn check_bridges(&self, inner: &mut Inner, fix: bool) -> Vec<String> {
         let mut found = Vec::new();
         let bridges: Vec<reef_core::model::BridgeNetwork> = inner
             .networks
@@ -106,15 +125,6 @@ impl Engine {
             if let Err(e) = inner.exec.apply_plan(&p) {
                 tracing::error!(bridge = %br.ifname, error = %e, "cannot re-create bridge");
             }
-        }
-        let running: Vec<Container> = inner
-            .containers
-            .values()
-            .filter(|c| c.is_running())
-            .cloned()
-            .collect();
-        for c in running {
-            found.extend(self.repair_container(inner, &c, fix));
         }
         found
     }
@@ -154,36 +164,27 @@ impl Engine {
                 .ok()
                 .flatten()
                 .map(|l| l.index);
+            let alias = reef_core::names::veth_alias(&ep.id);
             match inner.exec.host().link(&ep.host_ifname) {
-                Ok(Some(link)) if link.master.is_some() && link.master == bridge_index => {}
-                Ok(Some(_)) => {
-                    found.push(format!(
-                        "{}: veth {} is not on {}",
-                        c.name, ep.host_ifname, br.ifname
-                    ));
+                Ok(Some(link))
+                    if !ep.pending
+                        && link.master.is_some()
+                        && link.master == bridge_index
+                        && link.alias.as_deref() == Some(alias.as_str()) => {}
+                other => {
+                    found.push(match other {
+                        Ok(Some(_)) => format!(
+                            "{}: veth {} is not attached to {} as reef left it",
+                            c.name, ep.host_ifname, br.ifname
+                        ),
+                        _ => format!("{}: veth {} missing", c.name, ep.host_ifname),
+                    });
                     if fix {
-                        for op in [
-                            Op::SetMaster {
-                                link: ep.host_ifname.clone(),
-                                master: br.ifname.clone(),
-                            },
-                            Op::SetHairpin {
-                                link: ep.host_ifname.clone(),
-                            },
-                            Op::SetUp {
-                                ns: NsRef::Host,
-                                link: ep.host_ifname.clone(),
-                            },
-                        ] {
-                            if let Err(e) = inner.exec.apply(&op) {
-                                tracing::warn!(op = %op, error = %e, "repair step failed");
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    found.push(format!("{}: veth {} missing", c.name, ep.host_ifname));
-                    if fix {
+                        // Half-made (a crash inside an attach) or detached: rebuild it whole.
+                        let _ = inner.exec.apply(&Op::DeleteLink {
+                            ns: NsRef::Host,
+                            name: ep.host_ifname.clone(),
+                        });
                         // The peer died with the host end; clear a stale one, then re-attach.
                         let _ = inner.exec.apply(&Op::DeleteLink {
                             ns: NsRef::Sandbox(sandbox.to_path_buf()),
@@ -195,6 +196,15 @@ impl Engine {
                                 .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
                         {
                             tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth");
+                        }
+                        if self.cfg.iptables {
+                            let identity = firewall::Elements {
+                                endpoints: vec![super::lifecycle::endpoint_rule(ep)],
+                                ..Default::default()
+                            };
+                            if let Err(e) = inner.exec.apply(&Op::FirewallAdd(identity)) {
+                                tracing::warn!(id = %c.short_id(), error = %e, "cannot restore anti-spoofing");
+                            }
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 use reef_core::ipam;
-use reef_core::model::{BridgeNetwork, Container, Network, NetworkAttachment};
+use reef_core::model::{BridgeNetwork, Container, Endpoint, Network, NetworkAttachment};
 use reef_core::names;
 use reef_core::plan::{self, NsRef, Op, Plan, Step};
 use reef_store::Change;
@@ -225,10 +225,12 @@ impl Engine {
             options: req.options,
             created: crate::clock::rfc3339(crate::clock::now_nanos()),
         };
+        // Record first: a crash after this leaves a network whose bridge start-up re-creates,
+        // never a bridge no record accounts for.
+        inner.store.commit(&[Change::PutNetwork(net.clone())])?;
         let plan = self.network_plan(&net);
-        inner.exec.apply_plan(&plan)?;
-        if let Err(e) = inner.store.commit(&[Change::PutNetwork(net.clone())]) {
-            self.undo(&mut inner, &plan);
+        if let Err(e) = inner.exec.apply_plan(&plan) {
+            inner.store.commit(&[Change::DeleteNetwork(id.clone())])?;
             return Err(e.into());
         }
         inner.networks.insert(id.clone(), net);
@@ -258,14 +260,6 @@ impl Engine {
             }));
         }
         plan
-    }
-
-    fn undo(&self, inner: &mut Inner, plan: &Plan) {
-        for op in plan.rollback(plan.steps.len()) {
-            if let Err(e) = inner.exec.apply(&op) {
-                tracing::warn!(op = %op, error = %e, "rollback step failed");
-            }
-        }
     }
 
     /// Remove a network nobody uses.
@@ -304,25 +298,31 @@ impl Engine {
             )));
         }
         let br = net.bridge.as_ref().expect("bridge network");
-        self.dns_unlisten(br.gateway);
-        if self.cfg.iptables {
-            inner
-                .exec
-                .apply(&Op::FirewallDelete(reef_core::firewall::Elements {
-                    networks: vec![self.network_rule(net)],
-                    ..Default::default()
-                }))?;
-        }
-        if br.owned {
-            inner.exec.apply(&Op::DeleteLink {
-                ns: NsRef::Host,
-                name: br.ifname.clone(),
-            })?;
-        }
+        // Record first; the kernel work after it is what `reef system gc` and the next
+        // start-up finish if it is cut off (an unrecorded bridge of reef's is removed then).
         inner
             .store
             .commit(&[Change::DeleteNetwork(net.id.clone())])?;
         inner.networks.remove(&net.id);
+        self.dns_unlisten(br.gateway);
+        let mut ops = Vec::new();
+        if self.cfg.iptables {
+            ops.push(Op::FirewallDelete(reef_core::firewall::Elements {
+                networks: vec![self.network_rule(net)],
+                ..Default::default()
+            }));
+        }
+        if br.owned {
+            ops.push(Op::DeleteLink {
+                ns: NsRef::Host,
+                name: br.ifname.clone(),
+            });
+        }
+        for op in ops {
+            if let Err(e) = inner.exec.apply(&op) {
+                tracing::warn!(op = %op, error = %e, "network removal step failed");
+            }
+        }
         self.publish_dns(inner);
         Ok(())
     }
@@ -415,6 +415,15 @@ impl Engine {
                 })
                 .expect("an index is free");
             let ep = self.new_endpoint(&inner, &c, &net, index, &att, &c.endpoints)?;
+            // Record the endpoint first: after a crash, start-up repair finds it and finishes
+            // the attachment (clearing a half-made interface) instead of leaving debris.
+            let before = c.clone();
+            let mut pending = c.clone();
+            pending.endpoints.push(Endpoint {
+                pending: true,
+                ..ep.clone()
+            });
+            self.put(&mut inner, pending)?;
             let mut steps = plan::attach(net.bridge.as_ref().expect("bridge"), &ep, sandbox);
             let identity = reef_core::firewall::Elements {
                 endpoints: vec![super::lifecycle::endpoint_rule(&ep)],
@@ -423,7 +432,10 @@ impl Engine {
             if self.cfg.iptables {
                 steps.extend(plan::firewall(identity.clone()));
             }
-            inner.exec.apply_plan(&steps)?;
+            if let Err(e) = inner.exec.apply_plan(&steps) {
+                self.put(&mut inner, before)?;
+                return Err(e.into());
+            }
             if self.cfg.iptables {
                 c.firewall.extend(&identity);
             }
