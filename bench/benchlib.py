@@ -121,11 +121,12 @@ def loadavg():
 class Sandbox:
     """reefd in a private network namespace and work directory, with full cleanup."""
 
-    def __init__(self, bins, prefix="rb"):
+    def __init__(self, bins, prefix="rb", tag=None):
         self.bins = bins
         self.prefix = prefix
         self.pid = os.getpid()
-        self.ns = f"{prefix}-{self.pid}"
+        # `tag` tells apart the sandboxes one run makes one after another (bench/peers.py).
+        self.ns = f"{prefix}-{self.pid}" + (f"-{tag}" if tag else "")
         self.ns_path = f"/run/netns/{self.ns}"
         self.ns_created = False
         self.ns_keys = set()  # every namespace (dev, ino) this run owns
@@ -165,7 +166,7 @@ class Sandbox:
     # ---------- setup ----------
 
     def setup(self):
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-{self.pid}-", dir="/tmp"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.ns}-", dir="/tmp"))
         r = subprocess.run(["ip", "netns", "add", self.ns], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"ip netns add {self.ns} failed: {r.stderr.strip()}")
@@ -520,3 +521,194 @@ def ensure_debs(wanted):
     if r.returncode != 0 or missing:
         sys.exit(f"apt-get install {' '.join(need)} failed (still missing: {', '.join(missing)})")
     return need
+
+
+# ---------- helpers for bench/peers.py (namespaces entered in-process, the API, quiet machine) ----------
+
+CLONE_NEWNET = 0x40000000
+_libc = None
+
+
+def setns_fd(fd, nstype=CLONE_NEWNET):
+    """setns(2) of the calling thread (the process, when single-threaded)."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, nstype) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
+
+
+class in_netns:
+    """`with in_netns(path):` runs the body in the network namespace at `path`, then returns
+    to the one we were in. Only for single-threaded processes. Sockets made inside stay in
+    that namespace after we leave it (that is the point: a listener in a container)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.own = self.target = None
+
+    def __enter__(self):
+        self.own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.target = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            setns_fd(self.target)
+        except BaseException:
+            os.close(self.own)
+            if self.target is not None:
+                os.close(self.target)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            setns_fd(self.own)  # must not fail; if it does, the process stops here
+        finally:
+            os.close(self.own)
+            os.close(self.target)
+        return False
+
+
+def link_up(name="lo"):
+    """Set a link of the current network namespace up (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16sH22x", name.encode(), 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, ifr))[1]
+        if not flags & 1:
+            fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", name.encode(), flags | 1))
+
+
+def become_subreaper():
+    """PR_SET_CHILD_SUBREAPER: orphans of our children (daemons that fork themselves away,
+    such as aardvark-dns) become our children, so we can reap them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans():
+    """waitpid(-1, WNOHANG) until nothing is left to reap. Call only when no subprocess of
+    ours is running (it would steal its exit status)."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid == 0:
+            return n
+        n += 1
+
+
+def proc_cpu_full_s(pid):
+    """(utime + stime, cutime + cstime) of a process in seconds, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rindex(")") + 2 :].split()
+    return ((int(fields[11]) + int(fields[12])) / CLK_TCK,
+            (int(fields[13]) + int(fields[14])) / CLK_TCK)
+
+
+def proc_ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return int(s[s.rindex(")") + 2 :].split()[1])
+
+
+def wait_quiet(max_s=5.0, threshold=0.3, window=0.25):
+    """Wait until the machine's busy share over `window` seconds falls below `threshold`
+    (the kernel tears namespaces down asynchronously, long after `ip netns del`), at most
+    `max_s`. Returns (last busy share, seconds waited)."""
+    t0 = time.monotonic()
+    busy = None
+    while True:
+        a = system_cpu()
+        time.sleep(window)
+        b = system_cpu()
+        if a is None or b is None:
+            return None, time.monotonic() - t0
+        busy = (b[0] - a[0]) / max(1, b[1] - a[1])
+        if busy < threshold or time.monotonic() - t0 >= max_s:
+            return round(busy, 3), round(time.monotonic() - t0, 2)
+
+
+class UnixHTTP:
+    """A keep-alive HTTP/1.1 client of an API on a unix socket (reefd's), standard library only."""
+
+    def __init__(self, path, timeout=120):
+        import http.client
+        import socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(conn):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(timeout)
+                s.connect(path)
+                conn.sock = s
+
+        self._mk = lambda: Conn("localhost", timeout=timeout)
+        self.conn = self._mk()
+
+    def call(self, method, path, body=None, retry=None):
+        """(status, parsed JSON or raw bytes). A request that fails before any answer is
+        sent again on a fresh connection only when idempotent (GET, DELETE) or `retry`."""
+        import http.client
+        import json as _json
+
+        if retry is None:
+            retry = method in ("GET", "DELETE", "HEAD")
+        data = None if body is None else _json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                r = self.conn.getresponse()
+                raw = r.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                self.conn.close()
+                self.conn = self._mk()
+                if attempt or not retry:
+                    raise
+        try:
+            return r.status, _json.loads(raw) if raw else None
+        except ValueError:
+            return r.status, raw
+
+    def close(self):
+        self.conn.close()
+
+
+def proc_sched_cpu_s(pid):
+    """CPU time of all live threads of a process in seconds, ns-precise (the first field of each
+    /proc/PID/task/TID/schedstat), or None when gone. Threads that exited are not counted."""
+    total, seen = 0, False
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                seen = True
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9 if seen else None
