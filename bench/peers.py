@@ -59,7 +59,13 @@ address; (3) the host namespace's nft ruleset must name exactly the N container 
 no container may be left after the detach phase. Every failure is counted; exit status is
 non-zero on any.
 
-Output: a table on stdout (machine, date, load) and, with --out, JSON with every sample.
+Output: a table on stdout (machine, date, load) and, with --out, JSON with every sample. A
+second table gives CPU per container: the phase's mean (everything above, / N) and the median
+CPU spent during each call (tool + daemon), with its first/last 10%: unlike wall time, it hardly
+moves with other load on the machine, so it tells real growth with N from contention. "other
+load" is the CPUs (of 2) busy with anything else during the phase. The mounts the kernel holds
+(active objects of the mnt_cache slab, machine-wide) are printed before and after each attach
+phase of N >= 100: reef's sandbox mounts propagate into every container's mount namespace.
 Default repetitions: 20 for N=1, 1 for larger N (--reps R sets all). `--n-limit TOOL=MAX`
 skips a tool's N above MAX (reef limits both reef modes).
 

@@ -124,6 +124,12 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
         None::<&str>,
     )
     .map_err(|e| setup_error("make / a recursive slave mount", e))?;
+    // The sandbox directory is shared so new sandboxes reach reefd's view; left in here it
+    // would receive every later container's sandbox mount too (O(N^2) mounts machine-wide,
+    // and each mount(2) slower as containers accumulate). This container needs none of them.
+    if let Some(dir) = plan.netns.as_deref().and_then(|p| p.parent()) {
+        let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+    }
     for (src, dst) in &plan.binds {
         mount(
             Some(src.as_path()),
