@@ -489,3 +489,30 @@ pub struct SystemReport {
     /// One line per finding (check) or per removed object (gc).
     pub items: Vec<String>,
 }
+
+/// `docker ps`'s words for a duration: "Less than a second", "3 seconds", "About a minute", ...
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{secs} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", secs / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(7300), "2 hours");
+    }
+}

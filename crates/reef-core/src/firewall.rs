@@ -376,12 +376,6 @@ pub fn render_delete(el: &Elements) -> String {
     render(el, false)
 }
 
-/// The script that removes reef's table entirely (`reef system gc`, `--iptables=false`
-/// after a run with it on). Never used on start-up: it would drop `REEF-USER`.
-pub fn render_remove_table() -> String {
-    format!("delete table ip {TABLE}\ndelete table bridge {TABLE}\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,8 +209,6 @@ pub enum Status {
     Starting,
     /// Its process runs.
     Running,
-    /// Stop requested; network being torn down.
-    Stopping,
     /// Its process ended (or was stopped).
     Exited,
 }
@@ -222,7 +220,6 @@ impl Status {
             Status::Created => "created",
             Status::Starting => "created",
             Status::Running => "running",
-            Status::Stopping => "running",
             Status::Exited => "exited",
         }
     }
@@ -314,9 +311,6 @@ impl Container {
 
     /// True while reef considers its process alive.
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.status,
-            Status::Running | Status::Starting | Status::Stopping
-        )
+        matches!(self.status, Status::Running | Status::Starting)
     }
 }

@@ -391,7 +391,7 @@ async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode>
             vec![
                 c.id[..12].to_string(),
                 format!("\"{cmd}\""),
-                format!("{} ago", human(age)),
+                format!("{} ago", reef_api::human_duration(age)),
                 c.status.clone(),
                 ports_column(&c.ports),
                 c.names
@@ -416,19 +416,6 @@ async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode>
         )
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn human(secs: u64) -> String {
-    match secs {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{secs} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", secs / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
-    }
 }
 
 /// `inspect` of containers or networks (`kind` = `containers` | `networks`).

@@ -1,5 +1,5 @@
-//! Wall-clock time as Docker prints it (RFC 3339 UTC with nanoseconds), and durations as
-//! `docker ps` words them. The only place reefd reads the clock for records.
+//! Wall-clock time as Docker prints it (RFC 3339 UTC with nanoseconds). The only place
+//! reefd reads the clock for records.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,20 +65,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `docker ps`'s words for a duration: "Less than a second", "3 seconds", "About a minute", ...
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{secs} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", secs / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +76,5 @@ mod tests {
         assert_eq!(s, "2026-11-28T16:42:15.123456789Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-    }
-
-    #[test]
-    fn durations_read_like_docker() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(7300), "2 hours");
     }
 }

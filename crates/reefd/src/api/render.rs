@@ -177,9 +177,9 @@ pub fn summary(c: &Container, now_nanos: u128) -> ContainerSummary {
         Status::Exited => format!(
             "Exited ({}) {} ago",
             c.exit_code.unwrap_or(0),
-            clock::human_duration(ago(&c.finished_at))
+            reef_api::human_duration(ago(&c.finished_at))
         ),
-        _ => format!("Up {}", clock::human_duration(ago(&c.started_at))),
+        _ => format!("Up {}", reef_api::human_duration(ago(&c.started_at))),
     };
     let created = clock::parse_rfc3339(&c.created)
         .map(|n| (n / 1_000_000_000) as i64)

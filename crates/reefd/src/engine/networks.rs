@@ -314,17 +314,7 @@ impl Engine {
             NetworkMode::Named(n) => n.as_str(),
             _ => unreachable!("only bridge-kind modes have a bridge network"),
         };
-        let net = inner
-            .networks
-            .values()
-            .find(|n| n.name == key || n.id == key)
-            .or_else(|| {
-                let mut m = inner.networks.values().filter(|n| n.id.starts_with(key));
-                match (m.next(), m.next()) {
-                    (Some(n), None) => Some(n),
-                    _ => None,
-                }
-            });
+        let net = self.find_network(inner, key).ok();
         match net {
             Some(n) if n.bridge.is_some() => Ok(n),
             Some(n) => Err(EngineError::Invalid(format!(

@@ -26,7 +26,7 @@ impl Engine {
         let mut watch = Vec::new();
         for c in containers {
             match c.status {
-                Status::Running | Status::Stopping => {
+                Status::Running => {
                     let alive = matches!((c.pid, c.pid_start_time), (Some(p), Some(st)) if reef_runtime::process_alive(p, st));
                     if alive {
                         for fixed in self.repair_container(&mut inner, &c, true) {

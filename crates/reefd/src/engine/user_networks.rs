@@ -50,7 +50,8 @@ fn parse_bool_opt(options: &BTreeMap<String, String>, key: &str) -> Result<()> {
 }
 
 impl Engine {
-    fn find_network<'a>(&self, inner: &'a Inner, key: &str) -> Result<&'a Network> {
+    /// A network by id, name, or unique id prefix.
+    pub(crate) fn find_network<'a>(&self, inner: &'a Inner, key: &str) -> Result<&'a Network> {
         if let Some(n) = inner.networks.get(key) {
             return Ok(n);
         }
