@@ -25,6 +25,11 @@ another, then detached in the same order.
   reef-api    the same daemon work through the HTTP API on the unix socket, no CLI: POST
               /containers/create?name=aI (the body `reef run` sends) + POST /containers/ID/start;
               DELETE /containers/ID?force=1. One keep-alive connection.
+  reef-connect  the network alone, the closest match to what the peers do: each container
+              is started beforehand (untimed) on a second network `prepnet`, then timed: POST
+              /networks/benchnet/connect (a veth into its existing namespace, address, DNS
+              registration) / POST /networks/benchnet/disconnect. No published port: Docker
+              publishes ports only when a container starts, so this row's TCP check is skipped.
   netavark2   netavark 2.1 + aardvark-dns 2.1, nftables driver (/opt/peers/bin), driven as
               /work/shared/peers/README.md says: `DBUS_SYSTEM_BUS_ADDRESS= NETAVARK_FW=nftables
               netavark --config CFG --rootless=false --aardvark-binary AV setup|teardown
@@ -139,16 +144,20 @@ NET = {  # tool -> (network name, subnet, gateway, bridge)
     "cni": ("rpp-cninet", "10.113.0.0/16", "10.113.0.1", "rppbrcni"),
 }
 TOOLS = ("reef", "netavark2", "netavark14", "cni")
-KINDS = {"reef": ("reef-cli", "reef-api"), "netavark2": ("netavark2",),
+KINDS = {"reef": ("reef-cli", "reef-api", "reef-connect"), "netavark2": ("netavark2",),
          "netavark14": ("netavark14",), "cni": ("cni",)}
 LABEL = {
     "reef-cli": "reef (CLI: reef run -d / rm -f)",
     "reef-api": "reef (HTTP API, no CLI)",
+    "reef-connect": "reef network connect (API, no port)",
     "netavark2": "netavark 2.1 + aardvark 2.1 (nft)",
     "netavark14": "netavark 1.4 + aardvark 1.4 (ipt)",
     "cni": "CNI bridge+host-local+portmap 1.1",
 }
-HAS_DNS = {"reef-cli": True, "reef-api": True, "netavark2": True, "netavark14": True, "cni": False}
+HAS_DNS = {"reef-cli": True, "reef-api": True, "reef-connect": True, "netavark2": True, "netavark14": True,
+           "cni": False}
+HAS_PORT = {k: k != "reef-connect" for k in HAS_DNS}
+PREP_NET = ("prepnet", "10.109.0.0/16", "10.109.0.1")
 MAX_FAILS = 5  # a batch stops attaching after this many failed calls
 
 
@@ -259,6 +268,46 @@ class ReefApi(ReefCli):
         if st not in (200, 204):
             return f"delete: HTTP {st}: {r!r}"[:300]
         return None
+
+
+class ReefConnect(ReefCli):
+    """Containers already running on PREP_NET (started here, untimed); the timed operation
+    is connecting them to, and disconnecting them from, the bench network."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        for name in spec["names"]:
+            st, r = self.api.call("POST", f"/containers/create?name={name}",
+                                  {"Cmd": ["sleep", "100000"], "HostConfig": {"NetworkMode": PREP_NET[0]}})
+            if st != 201:
+                raise RuntimeError(f"prepare {name}: create: HTTP {st}: {r!r}"[:300])
+            st, r = self.api.call("POST", f"/containers/{name}/start")
+            if st not in (204, 304):
+                raise RuntimeError(f"prepare {name}: start: HTTP {st}: {r!r}"[:300])
+
+    def attach(self, i):
+        st, r = self.api.call("POST", f"/networks/{NET['reef'][0]}/connect",
+                              {"Container": self.spec["names"][i]}, retry=False)
+        if st != 200:
+            return f"connect: HTTP {st}: {r!r}"[:300]
+        return None
+
+    def detach(self, i):
+        st, r = self.api.call("POST", f"/networks/{NET['reef'][0]}/disconnect",
+                              {"Container": self.spec["names"][i]}, retry=False)
+        if st != 200:
+            return f"disconnect: HTTP {st}: {r!r}"[:300]
+        return None
+
+    def leftovers(self):
+        st, doc = self.api.call("GET", f"/networks/{NET['reef'][0]}")
+        if st != 200 or not isinstance(doc, dict):
+            return [f"network inspect: {st}"]
+        return list((doc.get("Containers") or {}).keys())
+
+    def remove_all(self):
+        for name in self.spec["names"]:
+            self.api.call("DELETE", f"/containers/{name}?force=1")
 
 
 def reef_endpoint(api, name, port):
@@ -522,8 +571,8 @@ def inner(spec_path):
     kind, n = spec["kind"], spec["n"]
     quiet_max = spec["quiet_max_s"]
     log_every = max(1, n // 5) if n >= 50 else 0
-    tool = {"reef-cli": ReefCli, "reef-api": ReefApi, "netavark2": Netavark, "netavark14": Netavark,
-            "cni": Cni}[kind](spec)
+    tool = {"reef-cli": ReefCli, "reef-api": ReefApi, "reef-connect": ReefConnect, "netavark2": Netavark,
+            "netavark14": Netavark, "cni": Cni}[kind](spec)
     is_reef = kind.startswith("reef")
     gw = NET["reef" if is_reef else kind][2]
     prefix = ".".join(gw.split(".")[:2]) + "."  # the tool's /16
@@ -626,10 +675,11 @@ def inner(spec_path):
                     fail("endpoint", i, repr(e))
                     continue
                 one = {"i": i, "name": ep["name"], "ip": ep["ip"], "port": ep["port"]}
-                ok, tries, why = tcp_check(ep)
-                one["tcp"] = {"ok": ok, "tries": tries, "why": why}
-                if not ok:
-                    fail("tcp", i, f"{ep['gw']}:{ep['port']} -> {ep['ip']}:{CONTAINER_PORT}: {why}")
+                if HAS_PORT[kind]:
+                    ok, tries, why = tcp_check(ep)
+                    one["tcp"] = {"ok": ok, "tries": tries, "why": why}
+                    if not ok:
+                        fail("tcp", i, f"{ep['gw']}:{ep['port']} -> {ep['ip']}:{CONTAINER_PORT}: {why}")
                 if HAS_DNS[kind]:
                     ok, tries, why = dns_check(ep)
                     one["dns"] = {"ok": ok, "tries": tries, "why": why}
@@ -649,6 +699,8 @@ def inner(spec_path):
             fail("leftover", None, f"{len(left)} containers left after detach")
         if kind == "reef-api":
             res["api_split"] = tool.split
+        if kind == "reef-connect":
+            tool.remove_all()
         tool.api.close()
     else:
         reap_orphans()
@@ -820,9 +872,13 @@ class ReefBatch(Sandbox):
         r = self.reef("network", "create", "--subnet", subnet, "--gateway", gw, net)
         if r.returncode != 0:
             raise RuntimeError(f"reef network create: {r.stderr.strip()}")
+        if self.kind == "reef-connect":
+            r = self.reef("network", "create", "--subnet", PREP_NET[1], "--gateway", PREP_NET[2], PREP_NET[0])
+            if r.returncode != 0:
+                raise RuntimeError(f"reef network create {PREP_NET[0]}: {r.stderr.strip()}")
 
     def run(self, quiet_max):
-        prefix = "a" if self.kind == "reef-api" else "c"
+        prefix = {"reef-api": "a", "reef-connect": "n"}.get(self.kind, "c")
         spec = {
             "kind": self.kind, "n": self.n, "tag": f"{os.getpid()}-{self.tag}",
             "names": [f"{prefix}{i + 1}" for i in range(self.n)],
@@ -936,7 +992,7 @@ def summarize(kind, n, batches):
         out[f"{ph}_op_cpu_median"] = round(statistics.median(call), 3) if call else None
         out[f"{ph}_op_cpu_first10"] = round(statistics.median(cf), 3) if cf else None
         out[f"{ph}_op_cpu_last10"] = round(statistics.median(cl), 3) if cl else None
-    tcp = [s["tcp"]["ok"] for b in batches for s in b["samples"]]
+    tcp = [s["tcp"]["ok"] for b in batches for s in b["samples"] if "tcp" in s]
     dns = [s["dns"]["ok"] for b in batches for s in b["samples"] if "dns" in s]
     out["tcp_checks"] = [sum(tcp), len(tcp)]
     out["dns_checks"] = [sum(dns), len(dns)] if HAS_DNS[kind] else None
@@ -1223,6 +1279,7 @@ def main():
             "commands": {
                 "reef-cli": "reef run -d --name cI --network benchnet -p PORT:80 sleep 100000 / reef rm -f cI",
                 "reef-api": "POST /containers/create?name=aI + POST /containers/ID/start / DELETE /containers/ID?force=1",
+                "reef-connect": "(nI running on prepnet, untimed) POST /networks/benchnet/connect / .../disconnect",
                 "netavark2": f"DBUS_SYSTEM_BUS_ADDRESS= NETAVARK_FW=nftables {NETAVARK2} --config CFG "
                              f"--rootless=false --aardvark-binary {AARDVARK2} setup|teardown /run/netns/C < opts.json",
                 "netavark14": f"DBUS_SYSTEM_BUS_ADDRESS= {NETAVARK14} --config CFG --aardvark-binary {AARDVARK14} "

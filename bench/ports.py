@@ -78,12 +78,14 @@ RUN_TIMEOUT = 600  # a filler publishes 1000 ports in one call
 DIAG_KEY = "tcp . 65000"  # a map key no run uses: the diagnostic adds and deletes it
 
 # Run inside the namespace (python3 -c) at each level, to split the port's share: what
-# reefd does per published port besides the common container work. (1) It scans
-# /proc/net/tcp and /proc/net/tcp6 for host sockets bound to the port (a kernel walk of the
-# machine-wide TCP hash tables, whatever the namespace holds); (2) it adds the map element
-# through libnftables in-process (here through ctypes, the same library and call).
+# reefd does per published port besides the common container work. (1) Reading
+# /proc/net/tcp and /proc/net/tcp6, as an earlier reefd did to find host sockets on the port
+# (a kernel walk of the machine-wide TCP hash tables, whatever the namespace holds; reefd
+# now probes with bind(), and this figure shows why); (2) it adds the map element
+# through libnftables in-process (here through ctypes, the same library and call, on a copy
+# of the map with as many elements in a table of its own).
 DIAG = r"""
-import ctypes, json, time
+import ctypes, json, sys, time
 REPS = 30
 def med(xs):
     xs = sorted(xs)
@@ -111,8 +113,19 @@ else:
     ctx = lib.nft_ctx_new(0)
     lib.nft_ctx_buffer_output(ctx)
     lib.nft_ctx_buffer_error(ctx)
-    add = b"add element ip reef dnat_any { KEY : 172.31.255.254 . 80 }\n"
-    dele = b"delete element ip reef dnat_any { KEY }\n"
+    # A copy of reef's map in a table of our own, holding as many elements as reef's does:
+    # reefd repairs changes that other processes make to its own table (drift repair).
+    P = int(sys.argv[1])
+    setup = ["add table ip reefdiag",
+             "add map ip reefdiag dnat_any { type inet_proto . inet_service : ipv4_addr . inet_service; }"]
+    for lo in range(0, P, 1000):
+        setup.append("add element ip reefdiag dnat_any { " + ", ".join(
+            f"tcp . {1 + i} : 172.31.0.2 . {1 + i}" for i in range(lo, min(P, lo + 1000))) + " }")
+    if lib.nft_run_cmd_from_buffer(ctx, ("\n".join(setup) + "\n").encode()) != 0:
+        out["nft_error"] = "creating table ip reefdiag failed"
+        REPS = 0
+    add = b"add element ip reefdiag dnat_any { KEY : 172.31.255.254 . 80 }\n"
+    dele = b"delete element ip reefdiag dnat_any { KEY }\n"
     ta, td = [], []
     for _ in range(REPS):
         t0 = time.perf_counter()
@@ -128,6 +141,7 @@ else:
     if ta:
         out["nft_add_element_ms"] = med(ta)
         out["nft_delete_element_ms"] = med(td)
+    lib.nft_run_cmd_from_buffer(ctx, b"delete table ip reefdiag\n")
     lib.nft_ctx_free(ctx)
 print(json.dumps(out))
 """.replace("KEY", DIAG_KEY)
@@ -277,9 +291,10 @@ class PortsBench(Sandbox):
                 return False, time.monotonic() - t0, tries, got
             time.sleep(0.1)
 
-    def diagnose(self):
-        """DIAG inside the namespace: {proc_net_tcp_read_ms, nft_add_element_ms, ...}."""
-        r = self.in_ns(sys.executable, "-c", DIAG, timeout=120)
+    def diagnose(self, p):
+        """DIAG inside the namespace: {proc_net_tcp_read_ms, nft_add_element_ms, ...}, with a
+        map of P elements."""
+        r = self.in_ns(sys.executable, "-c", DIAG, str(p), timeout=120)
         try:
             out = json.loads(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -391,7 +406,7 @@ class PortsBench(Sandbox):
         res["nft_rules_after"], res["dnat_elements_after"] = self.nft_state()
         res["reefd_vmrss_kib"] = rss_kib(self.daemon.pid)
         res["containers_present"] = self.ps_count()
-        res["diag"] = self.diagnose()
+        res["diag"] = self.diagnose(p)
         for key in ("dnat_elements_before", "dnat_elements_after"):
             if res[key] != p:
                 self.fail("nft elements", f"P={p}", f"{key} = {res[key]}, expected {p}")

@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         return reef_runtime::shim_main();
     }
     let flags = reefd::flags::Flags::parse();
+    // Engine calls run on the blocking pool but take one engine lock, so more than a few
+    // threads add nothing but memory: a burst of 50 requests grew 50 threads and RSS from
+    // 11 to 38 MiB (bench/scale.py). Every blocking call is short (waits are async).
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {

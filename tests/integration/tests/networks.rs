@@ -164,6 +164,18 @@ fn r4_networks_are_isolated_and_connect_disconnect_while_running() {
     assert!(addr.contains("10.42.0.50/24"), "{addr}");
     assert!(ping("web", &db_ip), "connected container cannot reach back");
     assert!(ping("web", "10.41.0.1"), "gateway of front");
+    // As Docker's inspect: each network names its own gateway; the top level keeps the
+    // default route's.
+    let gws = h
+        .reef_ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Gateway}} {{.NetworkSettings.Networks.front.Gateway}} {{.NetworkSettings.Networks.back.Gateway}}",
+            "web",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(gws, "10.41.0.1 10.41.0.1 10.42.0.1");
     let err = h
         .reef(&["network", "connect", "back", "web"])
         .fails("connect twice");

@@ -18,15 +18,22 @@ pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -
         settings.sandbox_key = sb.clone();
     }
     for ep in &c.endpoints {
-        let name = nets
-            .get(&ep.network_id)
+        let net = nets.get(&ep.network_id);
+        let name = net
             .map(|n| n.name.clone())
             .unwrap_or_else(|| ep.network_id.clone());
-        let gw = ep.gateway.map(|g| g.to_string()).unwrap_or_default();
+        let route_gw = ep.gateway.map(|g| g.to_string()).unwrap_or_default();
+        // As Docker: each network's entry names that network's gateway, even when the
+        // container's default route goes through another network.
+        let gw = ep
+            .gateway
+            .or_else(|| net.and_then(|n| n.bridge.as_ref()).map(|b| b.gateway))
+            .map(|g| g.to_string())
+            .unwrap_or_default();
         if name == reef_core::names::DEFAULT_NETWORK || settings.ip_address.is_empty() {
             settings.ip_address = ep.ip.to_string();
             settings.ip_prefix_len = ep.prefix_len;
-            settings.gateway = gw.clone();
+            settings.gateway = route_gw;
             settings.mac_address = ep.mac.clone();
         }
         settings.networks.insert(
