@@ -712,3 +712,71 @@ def proc_sched_cpu_s(pid):
         except (OSError, ValueError, IndexError):
             pass
     return total / 1e9 if seen else None
+
+
+# ---------- shared by the scripts that run one Sandbox (datapath.py, scale.py) ----------
+
+
+def run_guarded(bench, body):
+    """Run `body()` with `bench` (a Sandbox) set up first and always cleaned up after, also on
+    Ctrl-C / SIGTERM. Returns (body's result or None, error text or None, leftovers)."""
+    import traceback
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    result, error = None, None
+    try:
+        bench.setup()
+        result = body()
+    except Interrupted as e:
+        error = f"interrupted by {e}"
+        log(error)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if bench.daemon is not None and error is not None:
+            log("reefd log (tail):\n" + bench.daemon_log(20))
+        bench.cleanup()
+        debris = bench.verify()
+    if debris:
+        log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))
+    else:
+        log(f"cleanup: ok (namespace {bench.ns} deleted, no mounts under {bench.dir}, "
+            f"{len(bench.procs)} processes of this run gone)")
+    return result, error, debris
+
+
+def tcp_token_check(listen_netns, port, connect_to, connect_netns=None, listen_port=None):
+    """A listener on `listen_port` (default `port`) inside the namespace at `listen_netns`;
+    a connection to (`connect_to`, `port`) from `connect_netns` (default: where we are); a
+    random token sent back must arrive. Returns None when it did, else why not."""
+    import socket
+
+    token = os.urandom(8)
+    lst = cli = conn = None
+    try:
+        with in_netns(listen_netns):
+            lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind(("0.0.0.0", listen_port or port))
+        lst.listen(4)
+        lst.settimeout(3)
+        if connect_netns:
+            with in_netns(connect_netns):
+                cli = socket.create_connection((connect_to, port), timeout=3)
+        else:
+            cli = socket.create_connection((connect_to, port), timeout=3)
+        conn, _ = lst.accept()
+        conn.sendall(token)
+        cli.settimeout(3)
+        got = cli.recv(64)
+        return None if got == token else f"read {got!r}"
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        for s in (conn, cli, lst):
+            if s is not None:
+                s.close()

@@ -34,19 +34,17 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 from benchlib import (  # noqa: E402
     DEFAULT_BIN_DIR,
-    Interrupted,
     Sandbox,
     ensure_bins,
     ensure_debs,
     log,
     machine,
-    on_signal,
+    run_guarded,
 )
 
 PORT = 5201
@@ -210,12 +208,9 @@ def main():
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
     bench = DataPath(bins)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    summary, error = None, None
     samples = {p: [] for p in PATHS}
-    try:
-        bench.setup()
+
+    def body():
         bench.prepare()
         log(f"reefd pid {bench.daemon.pid} in {bench.ns}; server container {bench.srv_ip}")
         for rep in range(args.reps):
@@ -225,23 +220,9 @@ def main():
                 log(f"run {rep + 1}/{args.reps} {p:9} {g:6.2f} Gbit/s")
         summary = summarize(samples)
         print_table(summary, mach, date, args)
-    except Interrupted as e:
-        error = f"interrupted by {e}"
-        log(error)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if bench.daemon is not None and error is not None:
-            log("reefd log (tail):\n" + bench.daemon_log(20))
-        bench.cleanup()
-        debris = bench.verify()
-    if debris:
-        log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))
-    else:
-        log(f"cleanup: ok (namespaces {bench.ns} and {', '.join(bench.extra_ns)} deleted)")
+        return summary
+
+    summary, error, debris = run_guarded(bench, body)
     failed = bool(error or debris)
     if args.out:
         doc = {"date": date, "machine": mach, "secs": args.secs, "reps": args.reps,

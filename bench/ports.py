@@ -46,26 +46,23 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ for benchlib in the source tree
 from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this script)
     DEFAULT_BIN_DIR,
-    Interrupted,
     Sandbox,
     ensure_bins,
     loadavg,
     log,
     machine,
     ms,
-    on_signal,
     p90,
     rss_kib,
+    run_guarded,
 )
 
 FILL_BASE = 20000  # filler containers publish FILL_BASE .. FILL_BASE+P-1
@@ -580,53 +577,31 @@ def main():
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
     bench = PortsBench(bins, args.reps)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    summary = None
-    level_res, ovh = [], None
-    error = None
-    end_load = None
-    try:
-        bench.setup()
+    st = {"summary": None, "levels": [], "end_load": None}
+
+    def body():
         log(f"reefd {bins / 'reefd'} running as pid {bench.daemon.pid} in namespace {bench.ns}, "
             f"work dir {bench.dir}; load avg {loadavg()}")
         bench.warmup()
         ovh, ovh_busy = bench.one_vs_hundred()
         log(f"  1 vs 100 ports done; load {loadavg()}")
         for p in levels:
-            level_res.append(bench.level(p))
+            st["levels"].append(bench.level(p))
         bench.record_procs()
-        end_load = loadavg()
-        summary = summarize(level_res, ovh)
+        st["end_load"] = loadavg()
+        summary = st["summary"] = summarize(st["levels"], ovh)
         summary["one_vs_hundred"]["cpu_busy_pct"] = ovh_busy
-        rules = {x for lv in level_res for x in (lv["nft_rules_before"], lv["nft_rules_after"])}
+        rules = {x for lv in st["levels"] for x in (lv["nft_rules_before"], lv["nft_rules_after"])}
         if len(rules) > 1:
             bench.fail("nft rules", "all levels", f"rule count changes with P: {sorted(rules)}")
         ids_end = bin_ids(bins)
         if ids_end != ids:
             log(f"note: the binaries changed on disk during the run (another build?): {ids_end}; "
                 f"reefd kept running the one it started with")
-        print_table(summary, mach, date, args.reps, end_load, ids)
-    except Interrupted as e:
-        error = f"interrupted by {e}"
-        log(error)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if bench.daemon is not None and error is not None:
-            tail = bench.daemon_log(20)
-            if tail:
-                log("reefd log (tail):\n" + tail)
-        bench.cleanup()
-        debris = bench.verify()
-    if debris:
-        log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))
-    else:
-        log(f"cleanup: ok (namespace {bench.ns} deleted, no mounts under {bench.dir}, "
-            f"{len(bench.procs)} processes started by this run all gone)")
+        print_table(summary, mach, date, args.reps, st["end_load"], ids)
+
+    _, error, debris = run_guarded(bench, body)
+    summary, end_load = st["summary"], st["end_load"]
     log(f"failures: {len(bench.failures)}" + (
         "" if not bench.failures else "\n  " + "\n  ".join(
             f"{x['what']} {x['name']}: {x['why']}" for x in bench.failures)))

@@ -32,25 +32,22 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ for benchlib in the source tree
 from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this script)
     DEFAULT_BIN_DIR,
-    Interrupted,
     Sandbox,
     ensure_bins,
     log,
     machine,
     ms,
-    on_signal,
     p90,
     rss_kib,
+    run_guarded,
 )
 
 INSPECT_CALLS = 50
@@ -228,38 +225,17 @@ def main():
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
     bench = Bench(bins)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    res = summary = None
-    error = None
-    try:
-        bench.setup()
+    st = {}
+
+    def body():
         log(f"reefd {bins / 'reefd'} running as pid {bench.daemon.pid} in namespace {bench.ns}, "
             f"work dir {bench.dir}")
-        res = bench.measure(args.n)
-        summary = summarize(res, args.n)
-        print_table(summary, res, args.n, mach, date)
-    except Interrupted as e:
-        error = f"interrupted by {e}"
-        log(error)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if bench.daemon is not None and error is not None:
-            tail = bench.daemon_log(20)
-            if tail:
-                log("reefd log (tail):\n" + tail)
-        bench.cleanup()
-        debris = bench.verify()
-    if debris:
-        log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))
-    else:
-        log(f"cleanup: ok (namespace {bench.ns} deleted, no mounts under {bench.dir}, "
-            f"{len(bench.procs)} processes started by this run all gone)")
+        st["res"] = bench.measure(args.n)
+        st["summary"] = summarize(st["res"], args.n)
+        print_table(st["summary"], st["res"], args.n, mach, date)
 
+    _, error, debris = run_guarded(bench, body)
+    res, summary = st.get("res"), st.get("summary")
     failed = bool(error or debris)
     if res is not None:
         failed |= bool(res["run_failures"] or res["net_failures"] or res["rm_failures"]

@@ -31,29 +31,25 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 from benchlib import (  # noqa: E402
     DEFAULT_BIN_DIR,
-    Interrupted,
     Sandbox,
     UnixHTTP,
     ensure_bins,
-    in_netns,
     log,
     machine,
-    on_signal,
     percentile,
     rss_kib,
+    run_guarded,
+    tcp_token_check,
 )
 
 NET, SUBNET, GW = "scalenet", "10.123.0.0/16", "10.123.0.1"
@@ -96,31 +92,13 @@ class Scale(Sandbox):
     def tcp_check(self, name, host_port, net, container_port=CONTAINER_PORT):
         """Listener on container_port in the container's namespace; connect to the gateway's
         host_port from reefd's namespace; a token must come back."""
-        doc = self.inspect(name)
-        ns = doc["NetworkSettings"]
+        ns = self.inspect(name)["NetworkSettings"]
         gw = ns["Networks"][net]["Gateway"]
-        token = os.urandom(8)
-        lst = cli = conn = None
-        try:
-            with in_netns(ns["SandboxKey"]):
-                lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            lst.bind(("0.0.0.0", container_port))
-            lst.listen(4)
-            lst.settimeout(3)
-            with in_netns(self.ns_path):
-                cli = socket.create_connection((gw, host_port), timeout=3)
-            conn, _ = lst.accept()
-            conn.sendall(token)
-            cli.settimeout(3)
-            return cli.recv(64) == token
-        except OSError as e:
-            log(f"tcp check {name} {gw}:{host_port}: {e}")
-            return False
-        finally:
-            for s in (conn, cli, lst):
-                if s is not None:
-                    s.close()
+        why = tcp_token_check(ns["SandboxKey"], host_port, gw, connect_netns=self.ns_path,
+                              listen_port=container_port)
+        if why:
+            log(f"tcp check {name} {gw}:{host_port}: {why}")
+        return why is None
 
     # ---------- 2. concurrency ----------
 
@@ -295,44 +273,28 @@ def main():
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
     bench = Scale(bins)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    res, error = {}, None
-    try:
-        bench.setup()
+    res = {}
+
+    def body():
         bench.api = UnixHTTP(str(bench.dir / "reef.sock"))
-        res["rss_idle_mib"] = bench.rss()
-        log(f"reefd pid {bench.daemon.pid} in {bench.ns}: idle RSS {res['rss_idle_mib']} MiB")
-        res["concurrency"] = bench.concurrent(args.concurrent)
-        c = res["concurrency"]
-        log(f"{args.concurrent} concurrent runs: total {c['total_ms']} ms, p99 {c['per_call_ms']['p99']} ms, "
-            f"failures {len(c['failures'])}")
-        bench.record_procs()
-        res["rss_after_concurrency_mib"] = bench.rss()
-        res["many"] = bench.many(args.containers)
-        log(f"{args.containers} containers: RSS {res['many']['rss_mib']} MiB")
-        res["ports"] = bench.ports(args.ports)
-        log(f"{args.ports} ports: RSS {res['ports']['rss_mib']} MiB")
-        print_table(res, mach, date, args)
-    except Interrupted as e:
-        error = f"interrupted by {e}"
-        log(error)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if bench.api is not None:
+        try:
+            res["rss_idle_mib"] = bench.rss()
+            log(f"reefd pid {bench.daemon.pid} in {bench.ns}: idle RSS {res['rss_idle_mib']} MiB")
+            res["concurrency"] = bench.concurrent(args.concurrent)
+            c = res["concurrency"]
+            log(f"{args.concurrent} concurrent runs: total {c['total_ms']} ms, p99 {c['per_call_ms']['p99']} ms, "
+                f"failures {len(c['failures'])}")
+            bench.record_procs()
+            res["rss_after_concurrency_mib"] = bench.rss()
+            res["many"] = bench.many(args.containers)
+            log(f"{args.containers} containers: RSS {res['many']['rss_mib']} MiB")
+            res["ports"] = bench.ports(args.ports)
+            log(f"{args.ports} ports: RSS {res['ports']['rss_mib']} MiB")
+            print_table(res, mach, date, args)
+        finally:
             bench.api.close()
-        if bench.daemon is not None and error is not None:
-            log("reefd log (tail):\n" + bench.daemon_log(20))
-        bench.cleanup()
-        debris = bench.verify()
-    if debris:
-        log("cleanup: LEFTOVERS:\n  " + "\n  ".join(debris))
-    else:
-        log(f"cleanup: ok (namespace {bench.ns} deleted, {len(bench.procs)} processes of this run gone)")
+
+    _, error, debris = run_guarded(bench, body)
     c = res.get("concurrency") or {}
     failed = bool(error or debris or c.get("failures") or c.get("duplicate_ips") or c.get("duplicate_host_ports")
                   or c.get("tcp_check_failures") or c.get("rm_failures") or c.get("left_after_rm"))
