@@ -3,8 +3,10 @@
 //! `NFNLGRP_NFTABLES`). Reports facts only; the engine decides what to repair.
 //!
 //! nftables announces every committed transaction as its objects' messages followed by a
-//! `NFT_MSG_NEWGEN` carrying the committing process's pid, so transactions of this process
-//! (reefd's own) are told apart from a firewall reload or an administrator's `nft` command.
+//! `NFT_MSG_NEWGEN` carrying the id of the committing *thread* (the kernel's
+//! `task_pid_nr(current)`, not the process id), so transactions of this process (reefd's
+//! own, made from any of its threads) are told apart from a firewall reload or an
+//! administrator's `nft` command by asking whether that id is one of our threads.
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -150,7 +152,8 @@ impl Watcher {
                             .find(|(t, _)| *t == NFTA_GEN_PROC_PID)
                             .and_then(|(_, v)| v.get(..4))
                             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        if self.pending_nft && pid != Some(self.own_pid) {
+                        if self.pending_nft && !pid.is_some_and(|p| is_own_thread(self.own_pid, p))
+                        {
                             changes.push(Change::FirewallChanged);
                         }
                         self.pending_nft = false;
@@ -161,6 +164,14 @@ impl Watcher {
         }
         Ok(changes)
     }
+}
+
+/// True when `tid` is this process (`own_pid`) or one of its threads. Comparing with the
+/// process id alone took every transaction made from a worker thread (all of reefd's
+/// firewall work) for someone else's, and the repair, itself run from a thread, then
+/// re-triggered itself for ever.
+fn is_own_thread(own_pid: u32, tid: u32) -> bool {
+    tid == own_pid || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
 }
 
 /// `None` when the socket overran (ENOBUFS): events were lost.
@@ -196,6 +207,26 @@ fn messages(mut data: &[u8]) -> Vec<(u16, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_of_any_of_our_threads_are_ours() {
+        let own = std::process::id();
+        assert!(is_own_thread(own, own));
+        // A live worker thread, as the kernel reports it (its thread id, not our pid).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        let live = rx.recv().unwrap();
+        assert_ne!(live, own);
+        assert!(is_own_thread(own, live));
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        // Not a thread of ours: the parent (the test runner's shell or cargo).
+        assert!(!is_own_thread(own, std::os::unix::process::parent_id()));
+    }
 
     #[test]
     fn attributes_and_messages_parse_and_stop_at_garbage() {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use reef_core::plan::{NsRef, Op, Plan};
 
 use crate::netlink::Netlink;
-use crate::netns::{self, Netns};
+use crate::netns::{self, Netns, Spares};
 use crate::nft::Nft;
 use crate::{sysctl, KernelError};
 
@@ -37,6 +37,14 @@ pub struct Executor {
     sandboxes: HashMap<PathBuf, Sandbox>,
     fail_before: Option<usize>,
     nft: Option<Nft>,
+    /// Namespaces (with a netlink socket inside) made ahead of time for new sandboxes.
+    spares: Option<Spares<Result<Netlink, KernelError>>>,
+}
+
+impl<T> std::fmt::Debug for Spares<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spares")
+    }
 }
 
 impl std::fmt::Debug for Nft {
@@ -56,13 +64,30 @@ impl std::fmt::Debug for Sandbox {
 impl Executor {
     /// An executor whose host namespace is the calling thread's.
     pub fn new() -> Result<Self, KernelError> {
+        let host_ns = Netns::current()?;
+        // Without spares, each sandbox is created on a short-lived thread of its own.
+        let spares = Spares::start(&host_ns, Netlink::open)
+            .map_err(|e| tracing::warn!(error = %e, "no spare network namespaces"))
+            .ok();
         Ok(Executor {
             host: Netlink::open()?,
-            host_ns: Netns::current()?,
+            host_ns,
             sandboxes: HashMap::new(),
             fail_before: None,
             nft: None,
+            spares,
         })
+    }
+
+    /// A new sandbox at `path`, with a netlink socket opened inside it.
+    fn create_sandbox(
+        &mut self,
+        path: &Path,
+    ) -> Result<(Netns, Result<Netlink, KernelError>), KernelError> {
+        if let Some(taken) = self.spares.as_ref().and_then(|s| s.take_bound(path)) {
+            return taken;
+        }
+        netns::create_bound_with(path, Netlink::open)
     }
 
     /// The nftables context of the host namespace, created on first use.
@@ -139,7 +164,7 @@ impl Executor {
         tracing::trace!(%op, "apply");
         match op {
             Op::CreateSandbox { path } => {
-                let (ns, nl) = netns::create_bound_with(path, Netlink::open)?;
+                let (ns, nl) = self.create_sandbox(path)?;
                 // The socket is a convenience: a sandbox op usually follows at once.
                 self.sandboxes
                     .insert(path.clone(), Sandbox { ns, nl: nl.ok() });

@@ -5,11 +5,12 @@
 //! calls `setns` or `unshare` on the caller's thread: it spawns a short-lived thread, moves
 //! that thread, does the work (typically opening a socket, which stays tied to the
 //! namespace it was opened in) and lets the thread end. That keeps it safe to call from a
-//! tokio blocking section or from any thread of the daemon.
+//! tokio blocking section or from any thread of the daemon. Sandboxes, one per container
+//! start, come from namespaces a thread of their own creates ahead of time ([`Spares`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -152,6 +153,26 @@ pub(crate) fn create_bound_with<T: Send>(
     path: &Path,
     f: impl FnOnce() -> T + Send,
 ) -> Result<(Netns, T), KernelError> {
+    prepare_bound(path)?;
+    let result = std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("reef-netns-new".into())
+            .spawn_scoped(s, || bind_new(path, f))
+            .map_err(|e| KernelError::io("spawn netns thread", e))?;
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    if result.is_err() {
+        // Best effort: leave neither a mount nor the file behind.
+        let _ = remove_bound(path);
+    }
+    result
+}
+
+/// Refuse a path that is bound already; create the file to bind onto.
+fn prepare_bound(path: &Path) -> Result<(), KernelError> {
     let op = || format!("create netns {}", path.display());
     if is_bound(path) {
         return Err(KernelError::io(
@@ -167,39 +188,163 @@ pub(crate) fn create_bound_with<T: Send>(
         .mode(0o444)
         .open(path)
         .map_err(|e| KernelError::io(op(), e))?;
-    let result = std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name("reef-netns-new".into())
-            .spawn_scoped(s, || -> Result<(Netns, T), KernelError> {
-                unshare(CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| KernelError::errno_io("unshare(CLONE_NEWNET)", e))?;
-                mount(
-                    Some(THREAD_NETNS),
-                    path,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| {
-                    KernelError::errno_io(
-                        format!("mount --bind {THREAD_NETNS} {}", path.display()),
-                        e,
-                    )
-                })?;
-                let ns = Netns::current()?;
-                Ok((ns, f()))
+    Ok(())
+}
+
+/// Move the calling thread into a new network namespace, bind it at `path` and run `f`
+/// there. The thread stays in that namespace: only ever call this on a thread that is
+/// about to end.
+fn bind_new<T>(path: &Path, f: impl FnOnce() -> T) -> Result<(Netns, T), KernelError> {
+    unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| KernelError::errno_io("unshare(CLONE_NEWNET)", e))?;
+    mount(
+        Some(THREAD_NETNS),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        KernelError::errno_io(format!("mount --bind {THREAD_NETNS} {}", path.display()), e)
+    })?;
+    let ns = Netns::current()?;
+    Ok((ns, f()))
+}
+
+/// Network namespaces created ahead of time, one at a time, each with a `T` (a netlink
+/// socket) opened inside it, so that a container start does not wait for the kernel to
+/// build a namespace (a few hundred microseconds) nor for a thread to be spawned for it.
+///
+/// A thread of its own, started in the namespace `home`, creates the spare: `unshare`,
+/// open the namespace and run `open` there, then `setns` back home. If it ever cannot go
+/// back, it ends (releasing the namespace it is in) and [`Spares::take_bound`] returns
+/// `None` from then on, so the caller creates its sandbox the usual way. A spare is bound
+/// nowhere and held by nothing but its file descriptor: if this process dies, it vanishes
+/// with it. Taking one bind-mounts it from the caller's thread (in the caller's mount
+/// namespace), exactly as [`create_bound`] would have.
+pub(crate) struct Spares<T> {
+    shared: std::sync::Arc<SpareSlot<T>>,
+}
+
+struct SpareSlot<T> {
+    state: std::sync::Mutex<SpareState<T>>,
+    changed: std::sync::Condvar,
+}
+
+struct SpareState<T> {
+    ready: Option<(Netns, T)>,
+    /// The thread ended (it could not go home) or is told to end.
+    ended: bool,
+}
+
+impl<T: Send + 'static> Spares<T> {
+    /// Start the thread; it creates the first spare at once.
+    pub(crate) fn start(home: &Netns, open: fn() -> T) -> Result<Spares<T>, KernelError> {
+        let home: OwnedFd = home
+            .fd
+            .try_clone()
+            .map_err(|e| KernelError::io("dup netns fd", e))?;
+        let shared = std::sync::Arc::new(SpareSlot {
+            state: std::sync::Mutex::new(SpareState {
+                ready: None,
+                ended: false,
+            }),
+            changed: std::sync::Condvar::new(),
+        });
+        let slot = std::sync::Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("reef-netns".into())
+            .spawn(move || {
+                let end = |why: Option<String>| {
+                    if let Some(why) = why {
+                        tracing::warn!("spare network namespaces: {why}; creating them on demand");
+                    }
+                    slot.lock().ended = true;
+                    slot.changed.notify_all();
+                };
+                if let Err(e) = setns(&home, CloneFlags::CLONE_NEWNET) {
+                    return end(Some(format!("setns to the host namespace: {e}")));
+                }
+                loop {
+                    {
+                        let mut st = slot.lock();
+                        while st.ready.is_some() && !st.ended {
+                            st = slot.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if st.ended {
+                            return;
+                        }
+                    }
+                    let made = unshare(CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| KernelError::errno_io("unshare(CLONE_NEWNET)", e))
+                        .and_then(|()| Netns::current())
+                        .map(|ns| (ns, open()));
+                    // Home first: the spare is held by its descriptor alone.
+                    if let Err(e) = setns(&home, CloneFlags::CLONE_NEWNET) {
+                        return end(Some(format!("cannot return to the host namespace: {e}")));
+                    }
+                    match made {
+                        Ok(spare) => {
+                            slot.lock().ready = Some(spare);
+                        }
+                        Err(e) => {
+                            // Starts create their own meanwhile; try again a little later.
+                            tracing::warn!(error = %e, "cannot create a spare network namespace");
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                        }
+                    }
+                }
             })
             .map_err(|e| KernelError::io("spawn netns thread", e))?;
-        match handle.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
-    if result.is_err() {
-        // Best effort: leave neither a mount nor the file behind.
-        let _ = remove_bound(path);
+        Ok(Spares { shared })
     }
-    result
+
+    /// [`create_bound_with`] from the spare, when one is ready (`None`: there is none yet,
+    /// or the thread has ended; create the sandbox the usual way).
+    pub(crate) fn take_bound(&self, path: &Path) -> Option<Result<(Netns, T), KernelError>> {
+        let spare = {
+            let mut st = self.shared.lock();
+            let spare = st.ready.take();
+            // Its replacement is made now, while the caller goes on with the start.
+            self.shared.changed.notify_all();
+            spare
+        }?;
+        Some(bind_existing(path, spare))
+    }
+}
+
+impl<T> SpareSlot<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpareState<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T> Drop for Spares<T> {
+    fn drop(&mut self) {
+        self.shared.lock().ended = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Bind the namespace of `spare` at `path` from the calling thread, which stays where it is.
+fn bind_existing<T>(path: &Path, spare: (Netns, T)) -> Result<(Netns, T), KernelError> {
+    prepare_bound(path)?;
+    let fd = format!("/proc/self/fd/{}", spare.0.fd.as_raw_fd());
+    let bound = mount(
+        Some(fd.as_str()),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    if let Err(e) = bound {
+        let _ = remove_bound(path);
+        return Err(KernelError::errno_io(
+            format!("mount --bind {fd} {}", path.display()),
+            e,
+        ));
+    }
+    Ok(spare)
 }
 
 /// Unmount a sandbox and remove its file. `Ok(())` when it is gone already.

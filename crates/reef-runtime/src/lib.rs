@@ -27,7 +27,7 @@ mod spec;
 
 pub use attach::{attach_socket, connect_attach};
 pub use error::{RuntimeError, StartErrorKind};
-pub use launch::launch;
+pub use launch::{launch, SpareShim};
 pub use process::{pid_start_time, process_alive, signal, wait_shim};
 pub use shim::shim_main;
 pub use spec::{

@@ -89,7 +89,8 @@ pub struct Endpoint {
     pub ip: String,
     /// Prefix length.
     pub prefix: u64,
-    /// Gateway, empty when this endpoint carries no default route.
+    /// Gateway of the default route when this endpoint is known to carry it (the endpoint
+    /// `inspect`'s top level describes); empty otherwise.
     pub gateway: String,
     /// Network-scoped aliases.
     pub aliases: Vec<String>,
@@ -270,6 +271,11 @@ pub fn state(h: &Host) -> Result<State, String> {
 
 fn container_from(c: &Value) -> Container {
     let ns = &c["NetworkSettings"];
+    // Each network's entry names that network's gateway, as Docker's does, whether or not
+    // the default route goes through it; the top level names the default route's gateway
+    // of the endpoint it describes (its IPAddress). Only that endpoint is known to carry it.
+    let route_gw = s(&ns["Gateway"]);
+    let route_ip = s(&ns["IPAddress"]);
     let mut endpoints = Vec::new();
     if let Some(m) = ns["Networks"].as_object() {
         for (name, e) in m {
@@ -283,7 +289,11 @@ fn container_from(c: &Value) -> Container {
                 id,
                 ip: s(&e["IPAddress"]),
                 prefix: e["IPPrefixLen"].as_u64().unwrap_or(0),
-                gateway: s(&e["Gateway"]),
+                gateway: if s(&e["IPAddress"]) == route_ip {
+                    route_gw.clone()
+                } else {
+                    String::new()
+                },
                 mac: s(&e["MacAddress"]),
                 aliases: e["Aliases"]
                     .as_array()
@@ -987,10 +997,21 @@ pub fn nothing_unaccounted(h: &Host, st: &State, o: &Observed) -> Vec<String> {
         }
     }
     // Processes: reefd, each running container's process and its descendants, and its shim
-    // (the process's parent). Anything else in the test's namespaces is left over.
+    // (the process's parent), and reefd's spare shim (a child of reefd running the shim,
+    // idle until a start hands it a spec: it has no child of its own). Anything else in
+    // the test's namespaces is left over.
     let pids = h.owned_pids();
     let parents = ppids(&pids);
-    let mut allowed: BTreeSet<i32> = h.daemon_pid().map(|p| p as i32).into_iter().collect();
+    let daemon = h.daemon_pid().map(|p| p as i32);
+    let mut allowed: BTreeSet<i32> = daemon.into_iter().collect();
+    for &p in &pids {
+        let spare = daemon.is_some_and(|d| parents.get(&p) == Some(&d))
+            && cmdline(p).contains("__reef-shim")
+            && !parents.values().any(|pp| *pp == p);
+        if spare {
+            allowed.insert(p);
+        }
+    }
     let ctr_pids: BTreeSet<i32> = running.iter().map(|c| c.pid as i32).collect();
     for &p in &ctr_pids {
         allowed.insert(p);

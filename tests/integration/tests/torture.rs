@@ -12,6 +12,11 @@
 //! a bridge deletion), not only while the CLI is still connecting. Every container runs
 //! `socat` on port 80 answering `ok`, so published ports can be tried for real.
 //!
+//! Besides the invariants, every container whose `run` or `start` returned success, and
+//! that no `stop` or `rm` has been aimed at since (whatever its outcome), must still be
+//! running after each restart: a crash may undo an operation in flight, never one that
+//! succeeded.
+//!
 //! A violation is reported once, when first seen, with the operations of that cycle and
 //! the one before and reefd's log since the start before the kill; the test goes on and
 //! fails at the end. When reefd cannot restart at all (three tries) that host is done
@@ -91,6 +96,23 @@ impl Op {
             Op::Start(_) => "start",
             Op::Rm(_) => "rm",
             Op::NetRm(_) => "network rm",
+        }
+    }
+
+    /// The container this op leaves running when it succeeds (`run`, `start`).
+    fn starts(&self) -> Option<&str> {
+        match self {
+            Op::Run { name, .. } => Some(name),
+            Op::Start(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The container this op may stop, whether or not it reports success (`stop`, `rm`).
+    fn may_stop(&self) -> Option<&str> {
+        match self {
+            Op::Stop(c) | Op::Rm(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -424,6 +446,9 @@ struct Torture {
     anomalies: Vec<String>,
     /// Longest observed duration of each op kind (µs), to aim kills inside it.
     durations: BTreeMap<&'static str, u64>,
+    /// Containers whose `run`/`start` succeeded, with no `stop`/`rm` aimed at them since:
+    /// they must be running after every restart.
+    must_run: BTreeSet<String>,
     restart_ms: Vec<u128>,
     /// Restarts that failed for good (each one ends a host).
     fatal: usize,
@@ -455,6 +480,7 @@ impl Torture {
             us as f64 / 1000.0
         );
         self.note(line.clone());
+        self.track_must_run(op, r.code == 0);
         if r.code == 0 {
             self.model.apply(op);
         } else if r.code == 137 {
@@ -462,6 +488,38 @@ impl Torture {
         } else if !EXPECTED_ERRORS.iter().any(|e| r.stderr.contains(e)) {
             self.anomaly(line);
         }
+    }
+
+    fn track_must_run(&mut self, op: &Op, succeeded: bool) {
+        if let Some(c) = op.may_stop() {
+            self.must_run.remove(c);
+        }
+        if let Some(c) = op.starts() {
+            if succeeded {
+                self.must_run.insert(c.to_string());
+            } else {
+                // A failed start of a running container changes nothing; any other failure
+                // (a kill in flight) leaves it as it was, which we no longer know.
+                self.must_run.remove(c);
+            }
+        }
+    }
+
+    /// Containers whose start succeeded (see `must_run`) that are not running.
+    fn lost_starts(&self, st: &State) -> Vec<String> {
+        self.must_run
+            .iter()
+            .filter_map(|name| match st.container(name) {
+                Some(c) if c.running => None,
+                Some(c) => Some(format!(
+                    "[0] container {name}, whose run/start succeeded, is not running — {}",
+                    c.status
+                )),
+                None => Some(format!(
+                    "[0] container {name}, whose run/start succeeded, is gone"
+                )),
+            })
+            .collect()
     }
 
     fn anomaly(&mut self, line: String) {
@@ -511,6 +569,7 @@ impl Torture {
         if in_flight {
             self.kills_in_flight += 1;
         }
+        self.track_must_run(op, r.code == 0);
         if r.code == 0 {
             self.model.apply(op);
         }
@@ -618,7 +677,10 @@ impl Torture {
         let found = loop {
             attempts += 1;
             let gone = self.model.gone();
-            let v = invariants::check_all(&self.h, &gone, &mut self.check_rng, sampling);
+            let mut v = invariants::check_all(&self.h, &gone, &mut self.check_rng, sampling);
+            if let Ok(st) = invariants::state(&self.h) {
+                v.extend(self.lost_starts(&st));
+            }
             // Known (persisting) violations need no second look; new ones get until the
             // deadline to go away (the veth reaper, a container exiting).
             let all_known = v.iter().all(|x| self.seen.contains(key(x)));
@@ -698,6 +760,7 @@ fn torture_kill9_reefd_keeps_invariants() {
         seen: BTreeSet::new(),
         anomalies: vec![],
         durations: BTreeMap::new(),
+        must_run: BTreeSet::new(),
         restart_ms: vec![],
         fatal: 0,
     };
@@ -748,6 +811,7 @@ fn torture_kill9_reefd_keeps_invariants() {
                 next_net,
                 ..Model::default()
             };
+            t.must_run.clear();
             t.note(format!("fresh host {}", t.h.dir.display()));
             continue;
         }

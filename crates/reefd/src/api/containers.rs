@@ -488,9 +488,25 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let full = st.engine.resolve(&id).map_err(ApiError)?;
     if flag(&q, "force") && st.engine.is_running(&full).unwrap_or(false) {
+        // Killed, its exit removes it: one state commit, not `Exited` and then the removal.
         let mut rx = st.engine.subscribe();
-        let (c, _) = st.engine.container(&full).map_err(ApiError)?;
-        kill_and_wait(&st, &full, &mut rx, c.start_count).await?;
+        let engine = st.engine.clone();
+        let k = full.clone();
+        match blocking(move || engine.kill_to_remove(&k)).await {
+            Ok((cid, count)) => {
+                let exited = wait_exit(&mut rx, &cid, count, Duration::from_secs(30)).await;
+                // Normally its exit has consumed the mark; never leave one behind.
+                st.engine.keep_on_exit(&cid);
+                if exited.is_none() && st.engine.is_running(&cid).unwrap_or(false) {
+                    return Err(ApiError(EngineError::Conflict(format!(
+                        "container {cid} did not exit after SIGKILL"
+                    ))));
+                }
+            }
+            // It exited meanwhile: remove it as a stopped container.
+            Err(ApiError(EngineError::NotModified)) => {}
+            Err(e) => return Err(e),
+        }
     }
     let engine = st.engine.clone();
     match blocking(move || engine.remove_container(&full)).await {

@@ -81,15 +81,10 @@ impl Paths {
         }
     }
 
-    /// Remove everything a container has on disk (not its sandbox mount).
-    pub fn remove_container_files(&self, id: &str) {
-        for d in [self.container_dir(id), self.state_dir(id)] {
-            if let Err(e) = std::fs::remove_dir_all(&d) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %d.display(), error = %e, "cannot remove container files");
-                }
-            }
-        }
+    /// Every directory a container has on disk (not its sandbox mount): its persistent one
+    /// and its state directory.
+    pub fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
+        [self.container_dir(id), self.state_dir(id)]
     }
 }
 

@@ -139,7 +139,7 @@ impl Engine {
                 std::fs::create_dir_all(&state_dir)
                     .map_err(super::io_err(format!("mkdir {}", state_dir.display())))
             })
-            .and_then(|()| Ok(reef_runtime::launch(&spec, &self.shim)?));
+            .and_then(|()| Ok(self.shim.launch(&spec)?));
         if launched.is_err() {
             self.proxies.stop(&c.id);
             self.undo_plan(inner, &place.plan);
@@ -486,7 +486,9 @@ impl Engine {
 
     /// Tear down a container's network and record it as exited (or remove it with --rm).
     pub(crate) fn finish_exit(&self, inner: &mut Inner, mut c: Container, code: i32) -> Result<()> {
-        self.teardown(inner, &c);
+        // The state directory (with the shim's exit record) goes only once the exit is
+        // recorded: a crash in between then reaps the container with its real exit code.
+        self.teardown_network(inner, &c);
         c.status = Status::Exited;
         c.exit_code = Some(code);
         c.finished_at = Some(crate::clock::rfc3339(crate::clock::now_nanos()));
@@ -497,26 +499,39 @@ impl Engine {
         c.endpoints.clear();
         c.ports.clear();
         c.firewall = Elements::default();
-        if c.spec.auto_remove {
+        let removing = self
+            .remove_on_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.id);
+        if c.spec.auto_remove || removing {
             inner
                 .store
                 .commit(&[Change::DeleteContainer(c.id.clone())])?;
             inner.containers.remove(&c.id);
-            self.paths.remove_container_files(&c.id);
+            self.remove_files_later(&c.id);
             let mut removed = self.removed_exits.lock().unwrap_or_else(|p| p.into_inner());
             if removed.len() >= 1024 {
                 removed.pop_front();
             }
             removed.push_back((c.id.clone(), code));
         } else {
+            let id = c.id.clone();
             self.put(inner, c)?;
+            self.remove_state_dir(&id);
         }
         Ok(())
     }
 
-    /// Remove a container's veths and sandbox. Keeps going past errors (logged): what is left
-    /// is found again as an orphan by the next reconcile.
+    /// Remove a container's veths, sandbox and state directory. Keeps going past errors
+    /// (logged): what is left is found again as an orphan by the next reconcile.
     pub(crate) fn teardown(&self, inner: &mut Inner, c: &Container) {
+        self.teardown_network(inner, c);
+        self.remove_state_dir(&c.id);
+    }
+
+    /// [`Engine::teardown`] but for the state directory.
+    fn teardown_network(&self, inner: &mut Inner, c: &Container) {
         self.proxies.stop(&c.id);
         let mut ops: Vec<Op> = Vec::new();
         if self.cfg.iptables {
@@ -543,7 +558,10 @@ impl Engine {
                 self.reaper.delete_link(ep.host_ifname.clone());
             }
         }
-        let state_dir = self.paths.state_dir(&c.id);
+    }
+
+    fn remove_state_dir(&self, id: &str) {
+        let state_dir = self.paths.state_dir(id);
         if let Err(e) = std::fs::remove_dir_all(&state_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %state_dir.display(), error = %e, "cannot remove state dir");
@@ -567,6 +585,37 @@ impl Engine {
         Ok((c.id.clone(), c.start_count))
     }
 
+    /// `rm -f` of a running container: SIGKILL it, and have its exit remove it (see
+    /// `remove_on_exit`). Returns its id and start number, to wait on; `NotModified` when
+    /// it is not running.
+    pub fn kill_to_remove(&self, key: &str) -> Result<(String, u32)> {
+        let inner = self.lock();
+        let c = self.find_in(&inner, key)?;
+        if !c.is_running() {
+            return Err(EngineError::NotModified);
+        }
+        let pid = c.pid.ok_or(EngineError::NotModified)?;
+        let mut marked = self
+            .remove_on_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        marked.insert(c.id.clone());
+        if let Err(e) = reef_runtime::signal(pid, nix::sys::signal::Signal::SIGKILL) {
+            marked.remove(&c.id);
+            return Err(e.into());
+        }
+        Ok((c.id.clone(), c.start_count))
+    }
+
+    /// Drop [`Engine::kill_to_remove`]'s mark if it is still there (normally the exit has
+    /// consumed it; it stays only when the container did not exit in time).
+    pub fn keep_on_exit(&self, id: &str) {
+        self.remove_on_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     /// Remove a container record that is not running.
     pub fn remove_container(&self, key: &str) -> Result<()> {
         let mut inner = self.lock();
@@ -581,8 +630,15 @@ impl Engine {
             .store
             .commit(&[Change::DeleteContainer(c.id.clone())])?;
         inner.containers.remove(&c.id);
-        self.paths.remove_container_files(&c.id);
+        self.remove_files_later(&c.id);
         Ok(())
+    }
+
+    /// A removed container's directories go in the background (see `reaper`).
+    fn remove_files_later(&self, id: &str) {
+        for dir in self.paths.container_dirs(id) {
+            self.reaper.remove_dir(dir);
+        }
     }
 
     /// True when a container exists and runs.

@@ -24,7 +24,7 @@ use reef_core::config::DaemonConfig;
 use reef_core::model::{Container, ContainerSpec, Network, NetworkMode, Status};
 use reef_core::{etc, names};
 use reef_kernel::exec::Executor;
-use reef_runtime::ShimCommand;
+use reef_runtime::{ShimCommand, SpareShim};
 use reef_store::{Change, Store};
 use tokio::sync::broadcast;
 
@@ -118,7 +118,8 @@ pub struct Engine {
     pub(crate) paths: Paths,
     pub(crate) inner: Mutex<Inner>,
     pub(crate) exits: broadcast::Sender<ExitEvent>,
-    pub(crate) shim: ShimCommand,
+    /// Starts container processes: one shim is kept started ahead of time.
+    pub(crate) shim: Arc<SpareShim>,
     pub(crate) host: Box<dyn HostFacts>,
     pub(crate) rt: tokio::runtime::Handle,
     /// Test hook: make the next plans fail after this many steps (REEF_FAIL_AFTER_STEP).
@@ -126,7 +127,11 @@ pub struct Engine {
     /// Exit codes of `--rm` containers that removed themselves, newest last, so a client
     /// that waits right after the exit still learns the code.
     pub(crate) removed_exits: Mutex<std::collections::VecDeque<(String, i32)>>,
-    /// Deletes leftover host veths off the request path.
+    /// Running containers that `rm -f` killed: their exit removes them (one commit, as
+    /// `--rm` does) instead of recording `Exited` first. Memory only: after a crash such a
+    /// container is reaped as `Exited`, as if the removal had not begun.
+    pub(crate) remove_on_exit: Mutex<std::collections::HashSet<String>>,
+    /// Deletes leftover host veths and removed containers' directories off the request path.
     pub(crate) reaper: reaper::Reaper,
     /// The embedded DNS server of user networks.
     pub(crate) dns: Arc<reef_dns::DnsServer>,
@@ -178,11 +183,14 @@ impl Engine {
             paths,
             inner: Mutex::new(inner),
             exits: broadcast::channel(1024).0,
-            shim,
+            // Engine::start runs on a thread of the daemon's own network namespace, which the
+            // spare shims' thread inherits (host-mode containers run in it).
+            shim: SpareShim::start(shim).map_err(io_err("start the spare shim thread"))?,
             host,
             rt,
             fail_after_step,
             removed_exits: Mutex::default(),
+            remove_on_exit: Mutex::default(),
             reaper: reaper::Reaper::start()?,
             dns: reef_dns::DnsServer::new(),
             proxies: proxy::Proxies::default(),

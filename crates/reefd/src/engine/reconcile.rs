@@ -192,7 +192,7 @@ impl Engine {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                if !keep.contains(name.as_str()) {
+                if !keep.contains(name.as_str()) && !self.reaper.dir_pending(&entry.path()) {
                     found.push(format!("orphaned directory {}", entry.path().display()));
                     if fix {
                         let _ = std::fs::remove_dir_all(entry.path());
