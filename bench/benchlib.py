@@ -457,13 +457,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def proc_cpu_s(pid):
     """utime + stime of a process (all its threads, not its children) in seconds, or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    fields = s[s.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    both = proc_cpu_full_s(pid)
+    return both[0] if both else None
 
 
 def system_cpu():

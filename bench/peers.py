@@ -285,19 +285,17 @@ class ReefConnect(ReefCli):
             if st not in (204, 304):
                 raise RuntimeError(f"prepare {name}: start: HTTP {st}: {r!r}"[:300])
 
-    def attach(self, i):
-        st, r = self.api.call("POST", f"/networks/{NET['reef'][0]}/connect",
+    def network_call(self, action, i):
+        """POST /networks/benchnet/{connect,disconnect} for container i: None, or the error."""
+        st, r = self.api.call("POST", f"/networks/{NET['reef'][0]}/{action}",
                               {"Container": self.spec["names"][i]}, retry=False)
-        if st != 200:
-            return f"connect: HTTP {st}: {r!r}"[:300]
-        return None
+        return None if st == 200 else f"{action}: HTTP {st}: {r!r}"[:300]
+
+    def attach(self, i):
+        return self.network_call("connect", i)
 
     def detach(self, i):
-        st, r = self.api.call("POST", f"/networks/{NET['reef'][0]}/disconnect",
-                              {"Container": self.spec["names"][i]}, retry=False)
-        if st != 200:
-            return f"disconnect: HTTP {st}: {r!r}"[:300]
-        return None
+        return self.network_call("disconnect", i)
 
     def endpoint(self, i):
         ep = super().endpoint(i)

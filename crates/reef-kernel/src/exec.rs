@@ -41,12 +41,6 @@ pub struct Executor {
     spares: Option<Spares<Result<Netlink, KernelError>>>,
 }
 
-impl<T> std::fmt::Debug for Spares<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Spares")
-    }
-}
-
 impl std::fmt::Debug for Nft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Nft")

@@ -226,6 +226,12 @@ pub(crate) struct Spares<T> {
     shared: std::sync::Arc<SpareSlot<T>>,
 }
 
+impl<T> std::fmt::Debug for Spares<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spares")
+    }
+}
+
 struct SpareSlot<T> {
     state: std::sync::Mutex<SpareState<T>>,
     changed: std::sync::Condvar,

@@ -192,54 +192,39 @@ fn parse_json(what: &str, text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what}: unparsable JSON ({e}): {text}"))
 }
 
-/// Read reef's view through the CLI.
-pub fn state(h: &Host) -> Result<State, String> {
-    let limit = std::time::Duration::from_secs(20);
-    let ps = h.reef_timeout(&["ps", "-a", "-q"], limit);
-    if ps.code != 0 {
-        return Err(format!(
-            "reef ps -a -q failed ({}): {}",
-            ps.code,
-            ps.stderr.trim()
-        ));
-    }
-    let ids: Vec<&str> = ps.stdout.split_whitespace().collect();
-    let mut containers = Vec::new();
-    if !ids.is_empty() {
-        let mut args = vec!["inspect"];
-        args.extend(&ids);
-        let r = h.reef_timeout(&args, limit);
-        if r.code != 0 {
-            return Err(format!(
-                "reef inspect failed ({}): {}",
-                r.code,
-                r.stderr.trim()
-            ));
-        }
-        let v = parse_json("reef inspect", &r.stdout)?;
-        for c in v.as_array().into_iter().flatten() {
-            containers.push(container_from(c));
-        }
-    }
-    let ls = h.reef_timeout(&["network", "ls", "-q"], limit);
-    if ls.code != 0 {
-        return Err(format!(
-            "reef network ls failed ({}): {}",
-            ls.code,
-            ls.stderr.trim()
-        ));
-    }
-    let mut args = vec!["network", "inspect"];
-    args.extend(ls.stdout.split_whitespace());
-    let r = h.reef_timeout(&args, limit);
+/// The output of a reef command that must succeed within `limit`.
+fn reef_out(h: &Host, args: &[&str], limit: std::time::Duration) -> Result<String, String> {
+    let r = h.reef_timeout(args, limit);
     if r.code != 0 {
         return Err(format!(
-            "reef network inspect failed ({}): {}",
+            "reef {} failed ({}): {}",
+            args.join(" "),
             r.code,
             r.stderr.trim()
         ));
     }
-    let v = parse_json("reef network inspect", &r.stdout)?;
+    Ok(r.stdout)
+}
+
+/// Read reef's view through the CLI.
+pub fn state(h: &Host) -> Result<State, String> {
+    let limit = std::time::Duration::from_secs(20);
+    let ps = reef_out(h, &["ps", "-a", "-q"], limit)?;
+    let ids: Vec<&str> = ps.split_whitespace().collect();
+    let mut containers = Vec::new();
+    if !ids.is_empty() {
+        let mut args = vec!["inspect"];
+        args.extend(&ids);
+        let v = parse_json("reef inspect", &reef_out(h, &args, limit)?)?;
+        for c in v.as_array().into_iter().flatten() {
+            containers.push(container_from(c));
+        }
+    }
+    let ls = reef_out(h, &["network", "ls", "-q"], limit)?;
+    let mut args = vec!["network", "inspect"];
+    args.extend(ls.split_whitespace());
+    let inspected = reef_out(h, &args, limit)?;
+    let v = parse_json("reef network inspect", &inspected)?;
     let mut networks = Vec::new();
     for n in v.as_array().into_iter().flatten() {
         let id = s(&n["Id"]);

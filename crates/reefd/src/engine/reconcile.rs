@@ -110,8 +110,8 @@ impl Engine {
         let _ = reef_runtime::signal(shim, nix::sys::signal::Signal::SIGKILL);
     }
 
-    /// Remove reef-marked kernel objects and files that no record accounts for.
-    /// Leftovers carrying reef's mark that no record accounts for; removed when `fix`.
+    /// Leftovers carrying reef's mark that no record accounts for (kernel objects and
+    /// files); removed when `fix`.
     pub(crate) fn remove_orphans(&self, inner: &mut Inner, fix: bool) -> Result<Vec<String>> {
         let mut found = Vec::new();
         let live_endpoints: BTreeSet<String> = inner
@@ -119,7 +119,9 @@ impl Engine {
             .values()
             .flat_map(|c| c.endpoints.iter().map(|e| e.id.clone()))
             .collect();
-        for link in inner.exec.host().links()? {
+        // One listing serves both passes: removing a veth leaves the bridges as they are.
+        let links = inner.exec.host().links()?;
+        for link in &links {
             let Some(ep) = link.alias.as_deref().and_then(names::endpoint_from_alias) else {
                 continue;
             };
@@ -142,7 +144,7 @@ impl Engine {
             .values()
             .filter_map(|n| n.bridge.as_ref().map(|b| b.ifname.clone()))
             .collect();
-        for link in inner.exec.host().links()? {
+        for link in &links {
             let reef_named = link
                 .name
                 .strip_prefix("br-")
