@@ -2,8 +2,9 @@
 //! listening on each user network's gateway address.
 //!
 //! The engine describes every container attachment in a [`DnsState`] and hands it to
-//! [`DnsServer::publish`] after each change; the server swaps its lookup [`Table`] at once
-//! and keeps answering. A query is scoped by where it came from: the client is the
+//! [`DnsServer::publish`] when networks change, and one container's in a [`ContainerDns`]
+//! to [`DnsServer::update_container`] when that container changes; the server swaps its
+//! lookup [`Table`] at once and keeps answering. A query is scoped by where it came from: the client is the
 //! endpoint whose address is the query's source on the network whose gateway the query
 //! arrived on, and it sees the names of every network its container is attached to.
 //! Container names, short ids and aliases are answered locally (A, PTR; AAAA and other
@@ -55,6 +56,16 @@ pub struct DnsEndpoint {
     /// answer), then its 12-hex short id and its network aliases. Matched
     /// case-insensitively; stored lower case (the table lower-cases them anyway).
     pub names: Vec<String>,
+}
+
+/// What the server knows of one container, replaced by [`DnsServer::update_container`]:
+/// its attachments on networks the server knows and its upstream servers.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerDns {
+    /// Its attachments (each one's `container_id` is the container's).
+    pub endpoints: Vec<DnsEndpoint>,
+    /// Its upstream servers, as in [`DnsState::upstreams`].
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// Everything the server knows, replaced as a whole by [`DnsServer::publish`].

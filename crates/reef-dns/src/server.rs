@@ -22,7 +22,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use crate::forward;
 use crate::table::{Outcome, Table};
 use crate::wire::{self, Body, Parsed, QueryMeta, BADVERS, REFUSED, SERVFAIL};
-use crate::{DnsState, Transport, MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT};
+use crate::{ContainerDns, DnsState, Transport, MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT};
 
 /// Largest UDP query the server looks at.
 const MAX_UDP_QUERY: usize = 4096;
@@ -38,6 +38,8 @@ pub struct DnsServer {
     shared: Arc<Shared>,
     /// Bound address -> the tasks serving it.
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    /// Held by whoever is building the next table.
+    writer: Mutex<()>,
 }
 
 /// What the serving tasks share.
@@ -95,18 +97,44 @@ impl DnsServer {
                 forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
             }),
             listeners: Mutex::new(HashMap::new()),
+            writer: Mutex::new(()),
         })
     }
 
     /// Replaces what the server knows, atomically: queries that arrive after this returns
     /// see `state`. The table is built before the swap, so queries never wait on it.
     pub fn publish(&self, state: DnsState) {
-        let table = Arc::new(Table::new(&state));
+        let _writer = self.lock_writer();
+        self.swap(Table::new(&state));
+    }
+
+    /// Replaces what the server knows of container `id` (`None`: it has no entries any
+    /// more), atomically, in time proportional to that container's entries. Networks and
+    /// their gateways are as the last [`publish`](DnsServer::publish) said.
+    pub fn update_container(&self, id: &str, now: Option<&ContainerDns>) {
+        let _writer = self.lock_writer();
+        let current = Arc::clone(
+            &self
+                .shared
+                .table
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .1,
+        );
+        self.swap(current.with_container(id, now));
+    }
+
+    /// Writers take turns, so an update never builds on a table another is replacing.
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn swap(&self, table: Table) {
         let old = {
             let mut guard = self.shared.table.write().unwrap_or_else(|e| e.into_inner());
             guard.0 += 1;
             self.shared.generation.store(guard.0, Ordering::Release);
-            std::mem::replace(&mut guard.1, table)
+            std::mem::replace(&mut guard.1, Arc::new(table))
         };
         drop(old);
     }

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::DnsState;
+use crate::{ContainerDns, DnsEndpoint, DnsState};
 
 /// DNS record type numbers the rules care about.
 pub(crate) const TYPE_A: u16 = 1;
@@ -14,31 +14,59 @@ pub(crate) const TYPE_PTR: u16 = 12;
 /// The Internet class.
 pub(crate) const CLASS_IN: u16 = 1;
 
-/// What the server knows, indexed for lookups: built once per [`crate::DnsServer::publish`]
-/// and never changed afterwards (except for its round-robin counter).
+/// A persistent map: cloning it is O(1) and an update copies only the path to the entry,
+/// so a table can be derived from the previous one in time independent of its size.
+type Map<K, V> = imbl::HashMap<K, V>;
+
+/// What the server knows, indexed for lookups. A published table never changes (except
+/// for its round-robin counter); [`Table::with_container`] derives the next one from it,
+/// sharing everything the change does not touch, so a container start, stop, connect or
+/// disconnect costs the same with 10 or 10,000 endpoints.
 #[derive(Debug, Default)]
 pub struct Table {
-    /// (gateway address, client address) -> index into `containers`.
-    clients: HashMap<(Ipv4Addr, Ipv4Addr), usize>,
-    containers: Vec<ContainerView>,
-    networks: Vec<NetworkView>,
+    /// Network id -> the gateway address queries for that network arrive on.
+    gateways: Arc<HashMap<Box<str>, Ipv4Addr>>,
+    /// (gateway address, client address) -> the container of the endpoint.
+    clients: Map<(Ipv4Addr, Ipv4Addr), Arc<ContainerView>>,
+    /// Container id -> what it contributed (to remove it again).
+    containers: Map<Arc<str>, Arc<ContainerView>>,
+    /// Network id -> its names.
+    networks: Map<Arc<str>, NetworkView>,
     /// Round-robin counter for answers with several addresses.
     rotation: AtomicUsize,
 }
 
 #[derive(Debug)]
 struct ContainerView {
-    /// Indexes into `Table::networks`: every network the container is on.
-    networks: Box<[usize]>,
+    id: Arc<str>,
+    /// Every network the container is on, in endpoint order, once each.
+    networks: Box<[Arc<str>]>,
+    endpoints: Box<[EndpointView]>,
     upstreams: Arc<[SocketAddr]>,
 }
 
-#[derive(Debug, Default)]
+/// One attachment as the table stored it.
+#[derive(Debug)]
+struct EndpointView {
+    network: Arc<str>,
+    ip: Ipv4Addr,
+    /// Normalised, non-empty, once each.
+    names: Box<[Arc<str>]>,
+}
+
+#[derive(Debug, Default, Clone)]
 struct NetworkView {
-    /// Lower-case name -> addresses on this network, in endpoint order.
-    names: HashMap<Box<str>, Vec<Ipv4Addr>>,
-    /// Address -> the primary (container) name of the endpoint holding it.
-    ptr: HashMap<Ipv4Addr, Box<str>>,
+    /// Lower-case name -> addresses on this network, in the order they were added.
+    names: Map<Arc<str>, Arc<[Ipv4Addr]>>,
+    /// Address -> the primary (container) name of the endpoint holding it, and the
+    /// container's id.
+    ptr: Map<Ipv4Addr, (Arc<str>, Arc<str>)>,
+}
+
+impl NetworkView {
+    fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.ptr.is_empty()
+    }
 }
 
 /// The outcome of the resolution rules for one question.
@@ -141,11 +169,8 @@ impl NameKey {
 }
 
 /// A stored name: lower case, without a trailing dot.
-fn normalize(name: &str) -> Box<str> {
-    name.strip_suffix('.')
-        .unwrap_or(name)
-        .to_ascii_lowercase()
-        .into_boxed_str()
+fn normalize(name: &str) -> Arc<str> {
+    Arc::from(name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase())
 }
 
 /// `d.c.b.a.in-addr.arpa` (lower case, no trailing dot) -> `a.b.c.d`.
@@ -170,67 +195,151 @@ impl Table {
     /// Indexes `state`. Names are lower-cased; duplicate addresses for a name are kept once;
     /// an endpoint whose network has no gateway is visible to others but cannot ask.
     pub fn new(state: &DnsState) -> Table {
-        let mut network_index: HashMap<&str, usize> = HashMap::new();
-        let mut container_index: HashMap<&str, usize> = HashMap::new();
-        let mut networks: Vec<NetworkView> = Vec::new();
-        let mut container_nets: Vec<Vec<usize>> = Vec::new();
-        let mut container_ids: Vec<&str> = Vec::new();
-        let mut clients = HashMap::new();
-
+        let mut table = Table {
+            gateways: Arc::new(
+                state
+                    .gateways
+                    .iter()
+                    .map(|(id, gw)| (Box::from(id.as_str()), *gw))
+                    .collect(),
+            ),
+            ..Table::default()
+        };
+        // Each container's endpoints, in the order of their first appearance.
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_container: HashMap<&str, Vec<&DnsEndpoint>> = HashMap::new();
         for ep in &state.endpoints {
-            let n = *network_index
-                .entry(ep.network_id.as_str())
-                .or_insert_with(|| {
-                    networks.push(NetworkView::default());
-                    networks.len() - 1
-                });
-            let c = *container_index
+            by_container
                 .entry(ep.container_id.as_str())
                 .or_insert_with(|| {
-                    container_nets.push(Vec::new());
-                    container_ids.push(ep.container_id.as_str());
-                    container_nets.len() - 1
-                });
-            if !container_nets[c].contains(&n) {
-                container_nets[c].push(n);
-            }
-            let net = &mut networks[n];
+                    order.push(ep.container_id.as_str());
+                    Vec::new()
+                })
+                .push(ep);
+        }
+        for id in order {
+            let upstreams = state.upstreams.get(id).map_or(&[][..], Vec::as_slice);
+            table.add(id, &by_container[id], upstreams);
+        }
+        table
+    }
+
+    /// This table with container `id`'s entries replaced by `now` (`None`: removed), in
+    /// time proportional to the container's own entries. The gateways stay as they are.
+    pub fn with_container(&self, id: &str, now: Option<&ContainerDns>) -> Table {
+        let mut next = Table {
+            gateways: Arc::clone(&self.gateways),
+            clients: self.clients.clone(),
+            containers: self.containers.clone(),
+            networks: self.networks.clone(),
+            rotation: AtomicUsize::new(0),
+        };
+        next.remove(id);
+        if let Some(c) = now {
+            let eps: Vec<&DnsEndpoint> = c.endpoints.iter().collect();
+            next.add(id, &eps, &c.upstreams);
+        }
+        next
+    }
+
+    fn add(&mut self, id: &str, eps: &[&DnsEndpoint], upstreams: &[SocketAddr]) {
+        if eps.is_empty() {
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
+        let mut networks: Vec<Arc<str>> = Vec::new();
+        let mut endpoints = Vec::with_capacity(eps.len());
+        for ep in eps {
+            let network = match networks.iter().find(|n| ***n == *ep.network_id) {
+                Some(n) => Arc::clone(n),
+                None => {
+                    let n: Arc<str> = Arc::from(ep.network_id.as_str());
+                    networks.push(Arc::clone(&n));
+                    n
+                }
+            };
+            let mut names: Vec<Arc<str>> = Vec::with_capacity(ep.names.len());
             for name in &ep.names {
                 let name = normalize(name);
-                if name.is_empty() {
-                    continue;
+                if !name.is_empty() && !names.contains(&name) {
+                    names.push(name);
                 }
-                let addrs = net.names.entry(name).or_default();
-                if !addrs.contains(&ep.ip) {
-                    addrs.push(ep.ip);
-                }
+            }
+            let net = self.networks.entry(Arc::clone(&network)).or_default();
+            for name in &names {
+                let addrs = match net.names.get(name) {
+                    Some(old) if old.contains(&ep.ip) => continue,
+                    Some(old) => old.iter().copied().chain([ep.ip]).collect(),
+                    None => Arc::from([ep.ip]),
+                };
+                net.names.insert(Arc::clone(name), addrs);
             }
             if let Some(primary) = ep.names.first() {
-                net.ptr.entry(ep.ip).or_insert_with(|| normalize(primary));
+                if !net.ptr.contains_key(&ep.ip) {
+                    net.ptr.insert(ep.ip, (normalize(primary), Arc::clone(&id)));
+                }
             }
-            if let Some(gw) = state.gateways.get(&ep.network_id) {
-                clients.entry((*gw, ep.ip)).or_insert(c);
+            endpoints.push(EndpointView {
+                network,
+                ip: ep.ip,
+                names: names.into_boxed_slice(),
+            });
+        }
+        let view = Arc::new(ContainerView {
+            id: Arc::clone(&id),
+            networks: networks.into_boxed_slice(),
+            endpoints: endpoints.into_boxed_slice(),
+            upstreams: Arc::from(upstreams),
+        });
+        for ep in view.endpoints.iter() {
+            if let Some(gw) = self.gateways.get(&*ep.network) {
+                if !self.clients.contains_key(&(*gw, ep.ip)) {
+                    self.clients.insert((*gw, ep.ip), Arc::clone(&view));
+                }
             }
         }
+        self.containers.insert(id, view);
+    }
 
-        let containers = container_nets
-            .into_iter()
-            .zip(container_ids)
-            .map(|(nets, id)| ContainerView {
-                networks: nets.into_boxed_slice(),
-                upstreams: state
-                    .upstreams
-                    .get(id)
-                    .map(|u| Arc::from(u.as_slice()))
-                    .unwrap_or_else(|| Arc::from(Vec::new())),
-            })
-            .collect();
-
-        Table {
-            clients,
-            containers,
-            networks,
-            rotation: AtomicUsize::new(0),
+    fn remove(&mut self, id: &str) {
+        let Some(view) = self.containers.remove(id) else {
+            return;
+        };
+        for ep in view.endpoints.iter() {
+            if let Some(net) = self.networks.get_mut(&*ep.network) {
+                for name in ep.names.iter() {
+                    let Some(old) = net.names.get(name) else {
+                        continue;
+                    };
+                    let rest: Arc<[Ipv4Addr]> =
+                        old.iter().copied().filter(|a| *a != ep.ip).collect();
+                    if rest.is_empty() {
+                        net.names.remove(name);
+                    } else if rest.len() != old.len() {
+                        net.names.insert(Arc::clone(name), rest);
+                    }
+                }
+                if net
+                    .ptr
+                    .get(&ep.ip)
+                    .is_some_and(|(_, owner)| *owner == view.id)
+                {
+                    net.ptr.remove(&ep.ip);
+                }
+                if net.is_empty() {
+                    self.networks.remove(&*ep.network);
+                }
+            }
+            if let Some(gw) = self.gateways.get(&*ep.network) {
+                let key = (*gw, ep.ip);
+                if self
+                    .clients
+                    .get(&key)
+                    .is_some_and(|c| Arc::ptr_eq(c, &view))
+                {
+                    self.clients.remove(&key);
+                }
+            }
         }
     }
 
@@ -257,16 +366,16 @@ impl Table {
         qtype: u16,
         qclass: u16,
     ) -> Outcome<'_> {
-        let Some(&c) = self.clients.get(&(gateway, client)) else {
+        let Some(container) = self.clients.get(&(gateway, client)) else {
             return Outcome::UnknownClient;
         };
-        let container = &self.containers[c];
         if qclass == CLASS_IN {
             if let Some(key) = name.as_str() {
                 if qtype == TYPE_PTR {
                     if let Some(ip) = parse_arpa(key) {
-                        for &n in container.networks.iter() {
-                            if let Some(primary) = self.networks[n].ptr.get(&ip) {
+                        for n in container.networks.iter() {
+                            let ptr = self.networks.get(n).and_then(|net| net.ptr.get(&ip));
+                            if let Some((primary, _)) = ptr {
                                 return Outcome::Ptr(primary);
                             }
                         }
@@ -288,17 +397,17 @@ impl Table {
     }
 
     /// The addresses of `key` across `networks`.
-    fn lookup(&self, networks: &[usize], key: &str) -> Option<Addrs<'_>> {
+    fn lookup(&self, networks: &[Arc<str>], key: &str) -> Option<Addrs<'_>> {
         let mut found: Option<Addrs<'_>> = None;
-        for &n in networks {
-            let Some(addrs) = self.networks[n].names.get(key) else {
+        for n in networks {
+            let Some(addrs) = self.networks.get(n).and_then(|net| net.names.get(key)) else {
                 continue;
             };
             found = Some(match found {
-                None => Addrs::One(addrs),
+                None => Addrs::One(&addrs[..]),
                 Some(prev) => {
                     let mut merged = prev.as_slice().to_vec();
-                    for a in addrs {
+                    for a in addrs.iter() {
                         if !merged.contains(a) {
                             merged.push(*a);
                         }
@@ -387,5 +496,95 @@ mod tests {
             ),
             Outcome::UnknownClient
         );
+    }
+
+    /// What `t` answers to every client of `gateways` for every name of `names` (A and
+    /// PTR), address lists sorted: the order of addresses on a name may differ between a
+    /// table built at once and one updated container by container.
+    fn answers(
+        t: &Table,
+        gateways: &[Ipv4Addr],
+        clients: &[Ipv4Addr],
+        names: &[String],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for gw in gateways {
+            for client in clients {
+                for name in names {
+                    let r = match t.resolve(*gw, *client, &key(name), TYPE_A, CLASS_IN) {
+                        Outcome::Addrs(a) => {
+                            let mut v = a.as_slice().to_vec();
+                            v.sort();
+                            format!("{v:?}")
+                        }
+                        Outcome::Forward(u) => format!("forward {u:?}"),
+                        other => format!("{other:?}"),
+                    };
+                    out.push(format!("{gw} {client} {name}: {r}"));
+                }
+                for ip in clients {
+                    let o = ip.octets();
+                    let arpa = format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0]);
+                    let r = t.resolve(*gw, *client, &key(&arpa), TYPE_PTR, CLASS_IN);
+                    out.push(format!("{gw} {client} {arpa}: {r:?}"));
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// A table updated one container at a time answers exactly as one built at once
+        /// from the same final state.
+        #[test]
+        fn updates_match_a_full_build(
+            steps in proptest::collection::vec(
+                (0u8..6, proptest::option::of((proptest::collection::vec(0u8..3, 0..3), 0u8..4, 0u8..3))),
+                1..40,
+            )
+        ) {
+            let gws: Vec<Ipv4Addr> = (0..3).map(|n| Ipv4Addr::new(10, n, 0, 1)).collect();
+            let net_gw: HashMap<String, Ipv4Addr> =
+                // Network 2 has no gateway: visible to others, cannot ask.
+                (0..2).map(|n| (format!("n{n}"), gws[n])).collect();
+            let names = ["web", "db", "cache", "x"];
+            let id = |c: u8| format!("{c}").repeat(64);
+            let mut current: HashMap<u8, ContainerDns> = HashMap::new();
+            let mut t = Table::new(&DnsState { gateways: net_gw.clone(), ..DnsState::default() });
+            for (c, now) in steps {
+                let entry = now.map(|(nets, alias, up)| ContainerDns {
+                    endpoints: nets
+                        .iter()
+                        .map(|&n| DnsEndpoint {
+                            container_id: id(c),
+                            network_id: format!("n{n}"),
+                            ip: Ipv4Addr::new(10, n, 1, c + 2),
+                            names: vec![format!("C{c}"), names[usize::from(alias)].to_string()],
+                        })
+                        .collect(),
+                    upstreams: vec![SocketAddr::from(([192, 0, 2, up], 53))],
+                });
+                t = t.with_container(&id(c), entry.as_ref());
+                match entry {
+                    Some(e) => current.insert(c, e),
+                    None => current.remove(&c),
+                };
+            }
+            let mut state = DnsState { gateways: net_gw, ..DnsState::default() };
+            for (c, e) in &current {
+                state.endpoints.extend(e.endpoints.iter().cloned());
+                state.upstreams.insert(id(*c), e.upstreams.clone());
+            }
+            let full = Table::new(&state);
+            let clients: Vec<Ipv4Addr> =
+                (0..3).flat_map(|n| (0..6).map(move |c| Ipv4Addr::new(10, n, 1, c + 2))).collect();
+            let mut all_names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            all_names.extend((0..6).map(|c| format!("c{c}")));
+            all_names.push("example.com".into());
+            proptest::prop_assert_eq!(
+                answers(&t, &gws, &clients, &all_names),
+                answers(&full, &gws, &clients, &all_names)
+            );
+        }
     }
 }

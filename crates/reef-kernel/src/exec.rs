@@ -181,7 +181,24 @@ impl Executor {
                 let sb = sandbox_entry(&mut self.sandboxes, sandbox)?;
                 self.host
                     .create_veth(host, peer, &sb.ns, *mtu, *peer_mac, alias)
-                    .map_err(|e| in_ns(e, sandbox, false))
+                    .map_err(|e| in_ns(e, sandbox, false))?;
+                // reef's networks are IPv4-only. The host end, a bridge port, gets no IPv6
+                // at all: with it, each port added an `ff00::/8` route that the next port's
+                // insert walked past. The peer gets no IPv6 address (it would flood
+                // neighbour and listener packets to every port). Both are still down. The
+                // peer's namespace is left alone: a /proc/sys lookup from inside each
+                // container namespace makes every later /proc/sys/net lookup on the machine
+                // walk one dentry per such namespace.
+                let off = self.disable_host_ipv6(host).and_then(|()| {
+                    self.with_netlink(&NsRef::Sandbox(sandbox.clone()), |nl| {
+                        nl.set_no_ipv6_addresses(peer)
+                    })
+                });
+                if let Err(e) = off {
+                    let _ = self.host.delete_link(host);
+                    return Err(e);
+                }
+                Ok(())
             }
             Op::DeleteLink { ns, name } => {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
@@ -230,6 +247,14 @@ impl Executor {
                     }
                 }
             }
+        }
+    }
+
+    fn disable_host_ipv6(&self, iface: &str) -> Result<(), KernelError> {
+        if self.host_ns.is_current()? {
+            sysctl::disable_ipv6(iface)
+        } else {
+            self.host_ns.run(|| sysctl::disable_ipv6(iface))?
         }
     }
 

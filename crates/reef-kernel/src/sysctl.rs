@@ -63,6 +63,24 @@ pub fn ensure(key: &str, value: &str) -> Result<Option<String>, KernelError> {
     Ok(Some(current))
 }
 
+/// `net.ipv6.conf.IFACE.disable_ipv6=1` in the calling thread's namespace, written
+/// without reading first (it is on every start's path). A kernel without IPv6 has nothing
+/// to turn off.
+pub fn disable_ipv6(iface: &str) -> Result<(), KernelError> {
+    let key = format!("net/ipv6/conf/{iface}/disable_ipv6");
+    let path = path_of(&key)?;
+    let op = || format!("sysctl -w {key}=1");
+    match fs::OpenOptions::new().write(true).open(&path) {
+        Ok(mut f) => f.write_all(b"1").map_err(|e| KernelError::io(op(), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ipv6_present() => Ok(()),
+        Err(e) => Err(KernelError::io(op(), e)),
+    }
+}
+
+fn ipv6_present() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

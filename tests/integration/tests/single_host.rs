@@ -72,6 +72,23 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     assert!(lo.contains("UP"), "{lo}");
     let route = h.in_ctr("a", "ip route show default").ok("route");
     assert!(route.contains("default via 172.17.0.1 dev eth0"), "{route}");
+    // IPv4-only networks: no IPv6 address on eth0 (it would flood the bridge with
+    // neighbour and listener packets), `::1` kept on lo; the host end has IPv6 off.
+    let v6 = h.in_ctr("a", "ip -o -6 addr show").ok("ipv6 addresses");
+    assert!(
+        v6.contains("lo") && v6.contains("::1/128") && !v6.contains("eth0"),
+        "{v6}"
+    );
+    let host_end = ports.lines().next().unwrap().split(':').nth(1).unwrap();
+    let host_end = host_end.trim().split('@').next().unwrap();
+    assert_eq!(
+        h.sh(&format!(
+            "cat /proc/sys/net/ipv6/conf/{host_end}/disable_ipv6"
+        ))
+        .ok("host end disable_ipv6"),
+        "1",
+        "host end {host_end}"
+    );
     assert!(ping(&h, "a", "172.17.0.3"), "a cannot reach b");
     assert!(ping(&h, "b", "172.17.0.1"), "b cannot reach the gateway");
     assert_eq!(

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use reef_core::etc;
-use reef_core::model::BridgeNetwork;
+use reef_core::model::{BridgeNetwork, Container};
 use reef_core::names;
-use reef_dns::{DnsEndpoint, DnsState};
+use reef_dns::{ContainerDns, DnsEndpoint, DnsState};
 
 use super::{io_err, Engine, Inner, Result};
 
@@ -47,62 +47,103 @@ impl Engine {
         self.publish_dns(&inner);
     }
 
-    /// Rebuild the DNS table from the state.
+    /// Rebuild the DNS table from the state (after networks change).
     pub(crate) fn publish_dns(&self, inner: &Inner) {
+        let sources = self.dns_sources(inner);
         let mut state = DnsState::default();
-        for n in inner.networks.values() {
-            if n.name == names::DEFAULT_NETWORK {
-                continue;
-            }
-            if let Some(br) = &n.bridge {
-                state.gateways.insert(n.id.clone(), br.gateway);
+        for c in inner.containers.values() {
+            if let Some(entry) = sources.container(c) {
+                state.endpoints.extend(entry.endpoints);
+                state.upstreams.insert(c.id.clone(), entry.upstreams);
             }
         }
-        let host_servers: Vec<SocketAddr> = etc::parse_resolv_conf(&self.host.resolv_conf())
+        state.gateways = sources.gateways;
+        self.dns.publish(state);
+    }
+
+    /// Republish what DNS knows of container `id` alone (after it starts, stops, connects or
+    /// disconnects): the cost does not grow with the number of containers.
+    pub(crate) fn publish_dns_container(&self, inner: &Inner, id: &str) {
+        let sources = self.dns_sources(inner);
+        let entry = inner.containers.get(id).and_then(|c| sources.container(c));
+        self.dns.update_container(id, entry.as_ref());
+    }
+
+    fn dns_sources(&self, inner: &Inner) -> DnsSources {
+        let gateways = inner
+            .networks
+            .values()
+            .filter(|n| n.name != names::DEFAULT_NETWORK)
+            .filter_map(|n| Some((n.id.clone(), n.bridge.as_ref()?.gateway)))
+            .collect();
+        let host_servers = etc::parse_resolv_conf(&self.host.resolv_conf())
             .nameservers
             .iter()
             .filter_map(|s| s.parse::<IpAddr>().ok())
             .map(|ip| SocketAddr::new(ip, 53))
             .collect();
-        let daemon_servers: Vec<SocketAddr> = self
+        let daemon_servers = self
             .cfg
             .dns
             .iter()
             .map(|ip| SocketAddr::new(*ip, 53))
             .collect();
-        let mut upstreams: HashMap<String, Vec<SocketAddr>> = HashMap::new();
-        for c in inner.containers.values().filter(|c| c.is_running()) {
-            let mut on_user_net = false;
-            for ep in &c.endpoints {
-                if !state.gateways.contains_key(&ep.network_id) {
-                    continue;
-                }
-                on_user_net = true;
+        DnsSources {
+            gateways,
+            daemon_servers,
+            host_servers,
+        }
+    }
+}
+
+/// What every container's DNS entries are derived from.
+struct DnsSources {
+    /// Network id -> gateway, for the networks with embedded DNS (user networks).
+    gateways: HashMap<String, Ipv4Addr>,
+    daemon_servers: Vec<SocketAddr>,
+    host_servers: Vec<SocketAddr>,
+}
+
+impl DnsSources {
+    /// A running container's attachments on networks with DNS and its upstream servers (its
+    /// `--dns`, else the daemon's, else the host's); `None` when it has no such attachment.
+    fn container(&self, c: &Container) -> Option<ContainerDns> {
+        if !c.is_running() {
+            return None;
+        }
+        let endpoints: Vec<DnsEndpoint> = c
+            .endpoints
+            .iter()
+            .filter(|ep| self.gateways.contains_key(&ep.network_id))
+            .map(|ep| {
                 let mut names = vec![c.name.to_lowercase(), c.short_id().to_string()];
                 names.extend(ep.aliases.iter().map(|a| a.to_lowercase()));
-                state.endpoints.push(DnsEndpoint {
+                DnsEndpoint {
                     container_id: c.id.clone(),
                     network_id: ep.network_id.clone(),
                     ip: ep.ip,
                     names,
-                });
-            }
-            if on_user_net {
-                let own: Vec<SocketAddr> = c
-                    .spec
-                    .dns
-                    .iter()
-                    .filter_map(|s| s.parse::<IpAddr>().ok())
-                    .map(|ip| SocketAddr::new(ip, 53))
-                    .collect();
-                let chosen = [own, daemon_servers.clone(), host_servers.clone()]
-                    .into_iter()
-                    .find(|v| !v.is_empty())
-                    .unwrap_or_default();
-                upstreams.insert(c.id.clone(), chosen);
-            }
+                }
+            })
+            .collect();
+        if endpoints.is_empty() {
+            return None;
         }
-        state.upstreams = upstreams;
-        self.dns.publish(state);
+        let own: Vec<SocketAddr> = c
+            .spec
+            .dns
+            .iter()
+            .filter_map(|s| s.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
+        let upstreams = [&own, &self.daemon_servers, &self.host_servers]
+            .into_iter()
+            .find(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_default();
+        Some(ContainerDns {
+            endpoints,
+            upstreams,
+        })
     }
 }

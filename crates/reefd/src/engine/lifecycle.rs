@@ -90,7 +90,7 @@ impl Engine {
         running.started_at = Some(crate::clock::rfc3339(crate::clock::now_nanos()));
         let (id, count) = (running.id.clone(), running.start_count);
         self.put(&mut inner, running)?;
-        self.publish_dns(&inner);
+        self.publish_dns_container(&inner, &id);
         drop(inner);
         self.watch_exit(id, count, launched.shim_pid);
         Ok(())
@@ -461,7 +461,7 @@ impl Engine {
         if let Err(e) = self.finish_exit(&mut inner, c, code) {
             tracing::error!(%id, error = %e, "cannot record container exit");
         }
-        self.publish_dns(&inner);
+        self.publish_dns_container(&inner, id);
         let _ = self.exits.send(ExitEvent {
             id: id.to_string(),
             start_count,

@@ -449,8 +449,9 @@ impl Engine {
         }
         atts.push(att);
         c.spec.networks = atts;
+        let id = c.id.clone();
         self.put(&mut inner, c)?;
-        self.publish_dns(&inner);
+        self.publish_dns_container(&inner, &id);
         Ok(())
     }
 
@@ -511,8 +512,9 @@ impl Engine {
         if c.spec.networks.is_empty() {
             c.spec.network_mode = Some(reef_core::model::NetworkMode::None);
         }
+        let id = c.id.clone();
         self.put(&mut inner, c)?;
-        self.publish_dns(&inner);
+        self.publish_dns_container(&inner, &id);
         Ok(())
     }
 }
