@@ -43,6 +43,12 @@ pub fn container_ifname(n: usize) -> String {
     format!("eth{n}")
 }
 
+/// The name a container's interface gets between `network disconnect` and its deletion:
+/// `x` + its host end's name (`xveth0123456`), unique because the host end's is.
+pub fn parked_ifname(host_ifname: &str) -> String {
+    format!("x{host_ifname}")
+}
+
 /// Docker's MAC for an IPv4 address: `02:42:` followed by the four address bytes.
 pub fn mac_from_ipv4(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
@@ -164,6 +170,7 @@ mod tests {
     fn names_of_kernel_objects() {
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         assert_eq!(veth_name(id), "veth0123456");
+        assert_eq!(parked_ifname(&veth_name(id)), "xveth0123456");
         assert_eq!(user_bridge_name(id), "br-0123456789ab");
         assert_eq!(endpoint_from_alias(&veth_alias(id)), Some(id));
         assert_eq!(endpoint_from_alias("something else"), None);

@@ -67,6 +67,17 @@ pub enum Op {
         /// Interface name.
         name: String,
     },
+    /// Set a link down and rename it to `parked`, so that its name is free at once while
+    /// the link itself is deleted later (deleting a veth takes the kernel tens of
+    /// milliseconds). Tolerates absence.
+    ParkLink {
+        /// Namespace.
+        ns: NsRef,
+        /// Interface name.
+        name: String,
+        /// The name it gets until it is deleted.
+        parked: String,
+    },
     /// Enslave `link` to the bridge `master` (host namespace).
     SetMaster {
         /// Port.
@@ -159,6 +170,7 @@ impl Op {
             | Op::FirewallAdd(_)
             | Op::FirewallDelete(_) => NsRef::Host,
             Op::DeleteLink { ns, .. }
+            | Op::ParkLink { ns, .. }
             | Op::SetUp { ns, .. }
             | Op::SetMtu { ns, .. }
             | Op::AddAddr { ns, .. }
@@ -201,6 +213,11 @@ impl fmt::Display for Op {
                 sandbox.display()
             ),
             Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
+            Op::ParkLink { ns, name, parked } => write!(
+                f,
+                "{p}ip link set {name} down && {p}ip link set {name} name {parked}",
+                p = netns_prefix(ns)
+            ),
             Op::SetMaster { link, master } => write!(f, "ip link set {link} master {master}"),
             Op::SetUp { ns, link } => write!(f, "{}ip link set {link} up", netns_prefix(ns)),
             Op::SetMac { link, mac } => {

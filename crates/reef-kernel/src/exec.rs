@@ -203,6 +203,9 @@ impl Executor {
             Op::DeleteLink { ns, name } => {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
             }
+            Op::ParkLink { ns, name, parked } => {
+                tolerate_absent(self.with_netlink(ns, |nl| nl.park(name, parked)))
+            }
             Op::SetMaster { link, master } => self.host.set_master(link, master),
             Op::SetHairpin { link } => self.host.set_hairpin(link, true),
             Op::SetMac { link, mac } => self.host.set_mac(link, *mac),

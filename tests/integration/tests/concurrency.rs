@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use reef_integration::Host;
+use reef_integration::{eventually, Host};
 
 #[test]
 fn r6_hundred_parallel_runs_and_connects() {
@@ -86,7 +86,12 @@ fn r6_hundred_parallel_runs_and_connects() {
             .count()
     };
     assert_eq!(on("busy"), 100);
-    assert_eq!(on("extra"), 17);
+    // Disconnected pairs are deleted in the background (the kernel takes tens of ms each).
+    assert!(
+        eventually(10, || on("extra") == 17),
+        "{} ports on extra",
+        on("extra")
+    );
     let map = h.sh("nft list map ip reef dnat_any").ok("map");
     assert_eq!(map.matches(" : 10.81.0.").count(), 100, "{map}");
     assert_eq!(h.reef_ok(&["system", "check"]), "no drift, no leftovers");

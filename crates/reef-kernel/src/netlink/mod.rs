@@ -324,6 +324,25 @@ impl Netlink {
         })
     }
 
+    /// `ip link set NAME down && ip link set NAME name PARKED` (a link is renamed only
+    /// while down). `ENODEV` if there is no such link.
+    pub fn park(&mut self, name: &str, parked: &str) -> Result<(), KernelError> {
+        let op = || format!("ip link set {name} down && ip link set {name} name {parked}");
+        let index = self.index_of(name, &op)?;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
+            format!("ip link set {name} down")
+        })?;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![LinkAttribute::IfName(parked.into())];
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
+            format!("ip link set {name} name {parked}")
+        })
+    }
+
     /// `ip link set NAME up`.
     pub fn set_up(&mut self, name: &str) -> Result<(), KernelError> {
         let mut msg = LinkMessage::default();

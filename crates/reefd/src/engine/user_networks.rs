@@ -499,11 +499,22 @@ impl Engine {
             if !gone.is_empty() {
                 inner.exec.apply(&Op::FirewallDelete(gone))?;
             }
-            // Synchronous: a reconnect must not meet the old interface name inside.
-            inner.exec.apply(&Op::DeleteLink {
-                ns: NsRef::Host,
-                name: ep.host_ifname.clone(),
-            })?;
+            // The container's end leaves its name at once (a reconnect must not meet it)
+            // and goes down; the pair is deleted in the background, as at teardown.
+            match c.sandbox.clone() {
+                Some(sandbox) => {
+                    inner.exec.apply(&Op::ParkLink {
+                        ns: NsRef::Sandbox(sandbox.into()),
+                        name: ep.ifname.clone(),
+                        parked: names::parked_ifname(&ep.host_ifname),
+                    })?;
+                    self.reaper.delete_link(ep.host_ifname.clone());
+                }
+                None => inner.exec.apply(&Op::DeleteLink {
+                    ns: NsRef::Host,
+                    name: ep.host_ifname.clone(),
+                })?,
+            }
         }
         c.spec.networks = atts
             .into_iter()
