@@ -36,6 +36,9 @@ pub(crate) enum ChildStdio {
 /// Everything the child does, prepared (and validated) by the shim before forking.
 pub(crate) struct ChildPlan {
     pub netns: Option<PathBuf>,
+    /// `netns` as (directory fd, file name), when the shim unmounted its directory (see
+    /// `shim::SandboxDir`).
+    pub netns_at: Option<(RawFd, PathBuf)>,
     /// (host file, target) pairs to bind-mount.
     pub binds: Vec<(PathBuf, &'static str)>,
     pub hostname: String,
@@ -101,7 +104,19 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
     setsid().map_err(|e| setup_error("setsid", e))?;
 
     if let Some(ns) = &plan.netns {
-        let file = File::open(ns).map_err(|e| Failure {
+        let opened = match &plan.netns_at {
+            Some((dir, name)) => nix::fcntl::openat(
+                // SAFETY: the shim keeps the directory fd open for this child's lifetime.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(*dir) },
+                name.as_path(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(std::io::Error::from),
+            None => File::open(ns),
+        };
+        let file = opened.map_err(|e| Failure {
             kind: StartErrorKind::Setup,
             message: format!(
                 "open network namespace {}: {}",
@@ -127,7 +142,13 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
     // The sandbox directory is shared so new sandboxes reach reefd's view; left in here it
     // would receive every later container's sandbox mount too (O(N^2) mounts machine-wide,
     // and each mount(2) slower as containers accumulate). This container needs none of them.
-    if let Some(dir) = plan.netns.as_deref().and_then(|p| p.parent()) {
+    // Usually the shim unmounted it already (`netns_at`).
+    if let Some(dir) = plan
+        .netns
+        .as_deref()
+        .filter(|_| plan.netns_at.is_none())
+        .and_then(|p| p.parent())
+    {
         let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
     }
     for (src, dst) in &plan.binds {

@@ -30,6 +30,10 @@ pub use error::{RuntimeError, StartErrorKind};
 pub use launch::{launch, SpareShim};
 pub use process::{pid_start_time, process_alive, signal, wait_shim};
 pub use shim::shim_main;
+
+/// Shim argument naming the daemon's sandbox directory (followed by its path): the shim
+/// unmounts it from a mount namespace of its own before its spec arrives.
+pub const SANDBOX_DIR_ARG: &str = "--sandbox-dir";
 pub use spec::{
     read_exit, read_shim_pid, EtcFiles, ExitRecord, LaunchSpec, Launched, ShimCommand, DEFAULT_PATH,
 };

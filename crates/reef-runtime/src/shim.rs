@@ -34,7 +34,7 @@ use crate::error::{errno_text, io_error_text, StartErrorKind};
 use crate::frames;
 use crate::process::{pid_start_time, pidfd_open};
 use crate::spec::{container_env, env_path, ExitRecord, LaunchSpec, Report};
-use crate::{EXIT_FILE, SHIM_PID_FILE};
+use crate::{EXIT_FILE, SANDBOX_DIR_ARG, SHIM_PID_FILE};
 
 /// Read size for the child's output and clients' input.
 const CHUNK: usize = 32 * 1024;
@@ -60,6 +60,8 @@ pub fn shim_main() -> ExitCode {
     let Ok(report) = take_stdout() else {
         return ExitCode::from(2);
     };
+    // Before the spec: a spare shim does this while it waits, off the start's path.
+    let sandboxes = sandbox_dir_arg().and_then(|dir| SandboxDir::detach(&dir));
     let spec = match read_spec() {
         Ok(spec) => spec,
         Err(message) => {
@@ -67,7 +69,7 @@ pub fn shim_main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match Shim::start(spec, report.as_raw_fd()) {
+    match Shim::start(spec, report.as_raw_fd(), sandboxes.as_ref()) {
         Ok((shim, started)) => {
             send_report(&report, &started);
             drop(report);
@@ -78,6 +80,65 @@ pub fn shim_main() -> ExitCode {
             send_report(&report, &failed);
             ExitCode::from(1)
         }
+    }
+}
+
+/// The argument after [`SANDBOX_DIR_ARG`], if any.
+fn sandbox_dir_arg() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip_while(|a| a != SANDBOX_DIR_ARG);
+    args.next()?;
+    args.next().map(PathBuf::from)
+}
+
+/// The daemon's sandbox directory (where network namespaces are bind-mounted), reachable
+/// through a descriptor after it was unmounted from this shim's own mount namespace.
+///
+/// Every container gets a mount namespace of its own, a copy of its shim's, and must not
+/// keep the sandbox directory (it is shared: it would receive every later container's
+/// namespace mount). Copying reefd's namespace and unmounting the directory there costs
+/// time in proportion to the containers already running (one mount each), which made
+/// every start slower than the last. A shim does it once, before its spec arrives (a
+/// spare shim is started ahead of time), so its container copies a namespace without
+/// them. The container's own namespace is opened through the descriptor, which still
+/// reaches reefd's mounts.
+pub(crate) struct SandboxDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl SandboxDir {
+    /// Open `path`, move this process into a mount namespace of its own whose mounts are
+    /// slaves of reefd's, and unmount `path` there. `None` (and nothing changed that
+    /// matters: the child then does it itself) when any step fails.
+    fn detach(path: &Path) -> Option<SandboxDir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).ok()?;
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .ok()?;
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).ok()?;
+        Some(SandboxDir {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    /// The descriptor and file name to open `netns` with, when it lies in this directory.
+    pub(crate) fn locate(&self, netns: &Path) -> Option<(RawFd, PathBuf)> {
+        if netns.parent()? != self.path {
+            return None;
+        }
+        Some((self.fd.as_raw_fd(), PathBuf::from(netns.file_name()?)))
     }
 }
 
@@ -406,7 +467,11 @@ struct Shim {
 
 impl Shim {
     /// Everything up to the report: prepare, fork, wait for the child's status.
-    fn start(spec: LaunchSpec, report_fd: RawFd) -> Result<(Shim, Report), Report> {
+    fn start(
+        spec: LaunchSpec,
+        report_fd: RawFd,
+        sandboxes: Option<&SandboxDir>,
+    ) -> Result<(Shim, Report), Report> {
         // Out of reefd's session and process group: survives its death and its terminal.
         let _ = nix::unistd::setsid();
         let _ = std::env::set_current_dir("/");
@@ -494,6 +559,10 @@ impl Shim {
         }
         let plan = ChildPlan {
             netns: spec.netns.clone(),
+            netns_at: spec
+                .netns
+                .as_deref()
+                .and_then(|ns| sandboxes.and_then(|d| d.locate(ns))),
             binds,
             hostname: spec.hostname.clone(),
             stdio: stdio.child_side(),

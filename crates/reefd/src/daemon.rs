@@ -100,7 +100,14 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let exec = reef_kernel::exec::Executor::new().context("cannot open netlink")?;
     let shim = ShimCommand {
         program: std::env::current_exe().context("cannot find reefd's own executable")?,
-        args: vec![crate::SHIM_ARG.to_string()],
+        args: vec![
+            crate::SHIM_ARG.to_string(),
+            reef_runtime::SANDBOX_DIR_ARG.to_string(),
+            crate::engine::Paths::new(&cfg)
+                .netns_dir()
+                .to_string_lossy()
+                .into_owned(),
+        ],
     };
     let group = cfg.group.clone();
     let cfg_tls = cfg.tls || cfg.tlsverify;

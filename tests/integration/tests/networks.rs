@@ -189,9 +189,14 @@ fn r4_networks_are_isolated_and_connect_disconnect_while_running() {
     assert!(err.contains("not connected"), "{err}");
     // The old pair is deleted in the background; reconnecting at once gets eth1 again.
     h.reef_ok(&["network", "connect", "back", "web"]);
-    let addr = h.in_ctr("web", "ip -o -4 addr show dev eth1").ok("eth1 again");
+    let addr = h
+        .in_ctr("web", "ip -o -4 addr show dev eth1")
+        .ok("eth1 again");
     assert!(addr.contains("10.42.0."), "{addr}");
-    assert!(ping("web", &db_ip), "reconnected container cannot reach back");
+    assert!(
+        ping("web", &db_ip),
+        "reconnected container cannot reach back"
+    );
     h.reef_ok(&["network", "disconnect", "back", "web"]);
     // A stopped container connected to a network joins it on start.
     h.reef_ok(&["stop", "-t", "1", "db"]);
