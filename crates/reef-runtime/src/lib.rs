@@ -20,6 +20,7 @@ mod child;
 mod error;
 pub mod frames;
 mod launch;
+mod launcher;
 mod lookpath;
 mod process;
 mod shim;

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -61,6 +61,20 @@ pub fn signal(pid: i32, sig: Signal) -> Result<(), RuntimeError> {
             source,
         }),
     }
+}
+
+/// SIGKILL to the process of `pidfd` (never to a later process that reused its pid).
+pub(crate) fn pidfd_kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on a pidfd we own; no siginfo is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
 }
 
 /// A pidfd for `pid` (CLOEXEC).

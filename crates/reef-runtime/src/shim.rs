@@ -60,8 +60,11 @@ pub fn shim_main() -> ExitCode {
     let Ok(report) = take_stdout() else {
         return ExitCode::from(2);
     };
+    if crate::launcher::is_launcher() {
+        return crate::launcher::run();
+    }
     // Before the spec: a spare shim does this while it waits, off the start's path.
-    let sandboxes = sandbox_dir_arg().and_then(|dir| SandboxDir::detach(&dir));
+    let sandboxes = SandboxDir::from_args();
     let spec = match read_spec() {
         Ok(spec) => spec,
         Err(message) => {
@@ -83,11 +86,11 @@ pub fn shim_main() -> ExitCode {
     }
 }
 
-/// The argument after [`SANDBOX_DIR_ARG`], if any.
-fn sandbox_dir_arg() -> Option<PathBuf> {
-    let mut args = std::env::args_os().skip_while(|a| a != SANDBOX_DIR_ARG);
+/// The argument after `flag`, if any.
+fn arg_after(flag: &str) -> Option<std::ffi::OsString> {
+    let mut args = std::env::args_os().skip_while(|a| a != flag);
     args.next()?;
-    args.next().map(PathBuf::from)
+    args.next()
 }
 
 /// The daemon's sandbox directory (where network namespaces are bind-mounted), reachable
@@ -107,6 +110,27 @@ pub(crate) struct SandboxDir {
 }
 
 impl SandboxDir {
+    /// From this process's arguments: the directory the launcher handed over (already
+    /// unmounted from the mount namespace this process inherited), or the directory to
+    /// detach here; `None` without either.
+    pub(crate) fn from_args() -> Option<SandboxDir> {
+        let path = PathBuf::from(arg_after(SANDBOX_DIR_ARG)?);
+        if let Some(fd) = arg_after(crate::launcher::SANDBOX_FD_ARG) {
+            let fd: RawFd = fd.to_str()?.parse().ok()?;
+            // SAFETY: the launcher opened this descriptor and left it open across exec for
+            // this process alone.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let _ = fcntl(&fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            return Some(SandboxDir { path, fd });
+        }
+        SandboxDir::detach(&path)
+    }
+
+    /// The descriptor of the directory.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Open `path`, move this process into a mount namespace of its own whose mounts are
     /// slaves of reefd's, and unmount `path` there. `None` (and nothing changed that
     /// matters: the child then does it itself) when any step fails.

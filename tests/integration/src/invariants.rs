@@ -981,16 +981,24 @@ pub fn nothing_unaccounted(h: &Host, st: &State, o: &Observed) -> Vec<String> {
             }
         }
     }
-    // Processes: reefd, each running container's process and its descendants, and its shim
-    // (the process's parent), and reefd's spare shim (a child of reefd running the shim,
-    // idle until a start hands it a spec: it has no child of its own). Anything else in
-    // the test's namespaces is left over.
+    // Processes: reefd, its shim launcher (a child of reefd running the shim binary with
+    // `--launcher`), each running container's process and its descendants, and its shim
+    // (the process's parent), and the spare shim (a child of the launcher, or of reefd
+    // without one, running the shim, idle until a start hands it a spec: it has no child
+    // of its own). Anything else in the test's namespaces is left over.
     let pids = h.owned_pids();
     let parents = ppids(&pids);
     let daemon = h.daemon_pid().map(|p| p as i32);
     let mut allowed: BTreeSet<i32> = daemon.into_iter().collect();
+    let launcher = pids.iter().copied().find(|&p| {
+        daemon.is_some_and(|d| parents.get(&p) == Some(&d)) && cmdline(p).contains("--launcher")
+    });
+    allowed.extend(launcher);
     for &p in &pids {
-        let spare = daemon.is_some_and(|d| parents.get(&p) == Some(&d))
+        let parent = parents.get(&p).copied();
+        let spare = parent.is_some()
+            && (parent == daemon || parent == launcher)
+            && Some(p) != launcher
             && cmdline(p).contains("__reef-shim")
             && !parents.values().any(|pp| *pp == p);
         if spare {

@@ -56,6 +56,40 @@ fn r6_deleted_links_and_flushed_firewall_are_restored() {
         "bridge not restored"
     );
 
+    // A bridge left down and without its address (a crash in the middle of `network
+    // create` leaves it so) is completed when reefd starts.
+    h.reef_ok(&["network", "create", "--subnet", "10.77.0.0/24", "half"]);
+    let id = h.reef_ok(&["network", "inspect", "-f", "{{.Id}}", "half"]);
+    let br = format!("br-{}", &id[..12]);
+    h.stop_daemon();
+    h.sh(&format!("ip addr flush dev {br} && ip link set {br} down"))
+        .ok("break bridge");
+    h.start_daemon(&[]);
+    let addr = h
+        .sh(&format!("ip -o addr show dev {br}"))
+        .ok("bridge address");
+    assert!(addr.contains("10.77.0.1/24"), "{addr}");
+    let link = h.sh(&format!("ip -o link show dev {br}")).ok("bridge link");
+    assert!(link.contains(",UP"), "{link}");
+    h.reef_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h1",
+        "--network",
+        "half",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        h.in_ctr("h1", "dig +short +time=2 +tries=1 @10.77.0.1 h1")
+            .stdout
+            .trim(),
+        "10.77.0.2",
+        "embedded DNS on the completed bridge"
+    );
+    h.reef_ok(&["rm", "-f", "h1"]);
+
     // A firewall reload that flushes reef's table, then one that deletes it.
     h.sh("nft flush table ip reef").ok("flush");
     assert!(eventually(2, || reach(&h)), "flushed table not restored");

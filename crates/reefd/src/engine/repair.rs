@@ -104,14 +104,53 @@ impl Engine {
             .filter(|b| b.owned)
             .collect();
         for br in bridges {
-            if matches!(inner.exec.host().link(&br.ifname), Ok(Some(_))) {
-                continue;
-            }
-            found.push(format!("bridge {} missing", br.ifname));
+            let exists = match inner.exec.host().link(&br.ifname) {
+                Ok(Some(link)) => {
+                    // A crash in the middle of `network create` (or someone's `ip link set
+                    // down` / `ip addr flush`) leaves a bridge that is there but unusable.
+                    let addressed = br.bridge_addr.is_none_or(|want| {
+                        inner.exec.host().addrs().is_ok_and(|addrs| {
+                            addrs
+                                .iter()
+                                .any(|a| a.index == link.index && a.addr == ipnet::IpNet::V4(want))
+                        })
+                    });
+                    if link.up && addressed {
+                        continue;
+                    }
+                    found.push(format!(
+                        "bridge {} is {}",
+                        br.ifname,
+                        if link.up {
+                            "without its address"
+                        } else {
+                            "down"
+                        }
+                    ));
+                    true
+                }
+                _ => {
+                    found.push(format!("bridge {} missing", br.ifname));
+                    false
+                }
+            };
             if !fix {
                 continue;
             }
-            let mut p = plan::bridge_setup(&br, false);
+            let mut p = plan::bridge_setup(&br, exists);
+            if let (true, Some(addr)) = (exists, br.bridge_addr) {
+                // The create may have stopped before its MAC was set.
+                p.steps.insert(
+                    0,
+                    Step {
+                        op: Op::SetMac {
+                            link: br.ifname.clone(),
+                            mac: reef_core::names::mac_from_ipv4(addr.addr()),
+                        },
+                        undo: None,
+                    },
+                );
+            }
             if self.cfg.iptables {
                 p.steps.push(Step {
                     op: Op::Sysctl {
