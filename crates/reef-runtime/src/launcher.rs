@@ -21,7 +21,7 @@
 use std::ffi::CString;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Child, Command, ExitCode, Stdio};
 
 use nix::sys::signal::{SigHandler, Signal};
@@ -58,7 +58,13 @@ pub(crate) fn run() -> ExitCode {
         argv.push(CString::new(SANDBOX_FD_ARG).expect("no NUL"));
         argv.push(CString::new(dir.raw_fd().to_string()).expect("digits"));
     }
-    let exe = c"/proc/self/exe";
+    // The binary by its path (so shims show under its name), unless it was replaced or
+    // removed since: then the one this process runs.
+    let exe = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .filter(|p| p.exists())
+        .and_then(|p| CString::new(p.into_os_string().into_vec()).ok())
+        .unwrap_or_else(|| CString::from(c"/proc/self/exe"));
     // SAFETY: fd 0 is the socket reefd gave us; nothing else in this process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(0) };
     loop {
@@ -84,7 +90,7 @@ pub(crate) fn run() -> ExitCode {
                     if let Some(dir) = &sandbox {
                         clear_cloexec(dir.raw_fd());
                     }
-                    let _ = execv(exe, &argv);
+                    let _ = execv(&exe, &argv);
                 }
                 // SAFETY: _exit ends the child without running the parent's destructors.
                 unsafe { libc::_exit(127) }
