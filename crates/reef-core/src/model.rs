@@ -234,7 +234,7 @@ pub struct Endpoint {
     pub network_id: String,
     /// Interface name inside the container (`eth0`, ...).
     pub ifname: String,
-    /// Host-side veth name (`veth<7 hex>`).
+    /// Host-side veth name (`veth<10 hex>`).
     pub host_ifname: String,
     /// The container's address.
     pub ip: Ipv4Addr,

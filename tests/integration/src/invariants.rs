@@ -83,7 +83,7 @@ pub struct Endpoint {
     pub network: String,
     /// Network id.
     pub network_id: String,
-    /// Endpoint id (the host veth is `veth` + its first 7 hex digits, alias `reef:<id>`).
+    /// Endpoint id (the host veth is `veth` + its first 10 hex digits, alias `reef:<id>`).
     pub id: String,
     /// Address.
     pub ip: String,
@@ -101,7 +101,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// The host-side veth name.
     pub fn veth(&self) -> String {
-        format!("veth{}", &self.id[..7.min(self.id.len())])
+        format!("veth{}", &self.id[..10.min(self.id.len())])
     }
 }
 

@@ -12,7 +12,7 @@ fn veth_of(h: &Host, ctr: &str) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    let name = format!("veth{}", &ep[..7]);
+    let name = format!("veth{}", &ep[..10]);
     assert!(links.contains(&name), "{name} not in {links}");
     name
 }

@@ -55,7 +55,7 @@ fn r2_default_bridge_veth_ipam_and_traffic() {
     );
     assert_eq!(h.inspect("a", "{{.State.Running}}"), "true");
 
-    // Host side: veth<7 hex> ports on reef0, carrying reef's alias.
+    // Host side: veth<10 hex> ports on reef0, carrying reef's alias.
     let ports = h.sh("ip -o link show master reef0").ok("bridge ports");
     assert_eq!(ports.lines().count(), 2, "{ports}");
     assert!(ports.lines().all(|l| l.contains(": veth")), "{ports}");

@@ -476,6 +476,10 @@ impl Engine {
                 c.name, net.name
             )));
         }
+        // The record goes first: if reefd dies before the kernel work below, start-up
+        // removes the veth pair and sync_firewall the elements, as orphans; the other way
+        // round, a crash would leave a recorded endpoint whose interface is parked.
+        let mut teardown = None;
         if let Some(pos) = c.endpoints.iter().position(|e| e.network_id == net.id) {
             let ep = c.endpoints.remove(pos);
             // Its identity goes; so do ports and links if they point at this address.
@@ -496,25 +500,7 @@ impl Engine {
                 c.ports.clear();
                 self.proxies.stop(&c.id);
             }
-            if !gone.is_empty() {
-                inner.exec.apply(&Op::FirewallDelete(gone))?;
-            }
-            // The container's end leaves its name at once (a reconnect must not meet it)
-            // and goes down; the pair is deleted in the background, as at teardown.
-            match c.sandbox.clone() {
-                Some(sandbox) => {
-                    inner.exec.apply(&Op::ParkLink {
-                        ns: NsRef::Sandbox(sandbox.into()),
-                        name: ep.ifname.clone(),
-                        parked: names::parked_ifname(&ep.host_ifname),
-                    })?;
-                    self.reaper.delete_link(ep.host_ifname.clone());
-                }
-                None => inner.exec.apply(&Op::DeleteLink {
-                    ns: NsRef::Host,
-                    name: ep.host_ifname.clone(),
-                })?,
-            }
+            teardown = Some((ep, gone));
         }
         c.spec.networks = atts
             .into_iter()
@@ -524,7 +510,37 @@ impl Engine {
             c.spec.network_mode = Some(reef_core::model::NetworkMode::None);
         }
         let id = c.id.clone();
+        let sandbox = c.sandbox.clone();
         self.put(&mut inner, c)?;
+        if let Some((ep, gone)) = teardown {
+            if !gone.is_empty() {
+                if let Err(e) = inner.exec.apply(&Op::FirewallDelete(gone)) {
+                    tracing::warn!(%id, error = %e, "disconnect: firewall elements stay until the next sync");
+                }
+            }
+            // The container's end leaves its name at once (a reconnect must not meet it)
+            // and goes down; the pair is deleted in the background, as at teardown.
+            let parked = sandbox.is_some_and(|sandbox| {
+                let park = Op::ParkLink {
+                    ns: NsRef::Sandbox(sandbox.into()),
+                    name: ep.ifname.clone(),
+                    parked: names::parked_ifname(&ep.host_ifname),
+                };
+                inner
+                    .exec
+                    .apply(&park)
+                    .map_err(|e| tracing::warn!(%id, error = %e, "disconnect: cannot park the interface"))
+                    .is_ok()
+            });
+            if parked {
+                self.reaper.delete_link(ep.host_ifname.clone());
+            } else if let Err(e) = inner.exec.apply(&Op::DeleteLink {
+                ns: NsRef::Host,
+                name: ep.host_ifname.clone(),
+            }) {
+                tracing::warn!(%id, error = %e, "disconnect: the veth pair stays until start-up removes it");
+            }
+        }
         self.publish_dns_container(&inner, &id);
         Ok(())
     }
