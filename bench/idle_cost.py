@@ -6,6 +6,8 @@
 Needs root, `ip` and `nsenter`. Standard library only. Three measurements, each with pauses
 of 0, 20 and 200 ms between repetitions (medians):
 
+  0. (no pauses) creating a small file in --dir and in /dev/shm (tmpfs): a start creates
+     about nine files (state and runtime directories, /etc files, log, socket, pid file);
   1. fdatasync of a 4 KiB write to a file in --dir (what each durable state commit waits for);
   2. a hand-off between two threads and back (a wake-up on each side; Python's own overhead
      included, so read the growth, not the absolute figure);
@@ -31,6 +33,20 @@ sys.dont_write_bytecode = True
 from benchlib import DEFAULT_BIN_DIR, Sandbox, UnixHTTP, ensure_bins, run_guarded  # noqa: E402
 
 GAPS = (0.0, 0.02, 0.2)
+
+
+def create_cost(directory, files=2000):
+    """Microseconds per create+write+close of a small file in a fresh directory."""
+    d = tempfile.mkdtemp(dir=directory)
+    try:
+        t0 = time.perf_counter()
+        for i in range(files):
+            fd = os.open(f"{d}/f{i}", os.O_CREAT | os.O_WRONLY, 0o644)
+            os.write(fd, b"x" * 100)
+            os.close(fd)
+        return (time.perf_counter() - t0) / files * 1e6
+    finally:
+        shutil.rmtree(d)
 
 
 def fsync_latency(directory, reps=20):
@@ -92,6 +108,7 @@ def main():
     if args.starts < 5:
         ap.error("--starts must be at least 5")
 
+    creates = {args.dir: create_cost(args.dir), "/dev/shm": create_cost("/dev/shm")}
     fs = fsync_latency(args.dir)
     ho = handoff_latency()
     bins = ensure_bins(args.bin_dir)
@@ -128,6 +145,9 @@ def main():
             time.sleep(1)
 
     _, error, debris = run_guarded(bench, body)
+    print()
+    for where, us in creates.items():
+        print(f"create + write + close of a small file in {where}: {us:.1f} us")
     print(f"\n{'pause between repetitions':<44}" + "".join(f"{int(g * 1000):>10} ms" for g in GAPS))
     print(f"{'fdatasync of 4 KiB in ' + args.dir + ' (ms)':<44}" + "".join(f"{fs[g]:>13.3f}" for g in GAPS))
     print(f"{'thread hand-off and back (us)':<44}" + "".join(f"{ho[g]:>13.0f}" for g in GAPS))
