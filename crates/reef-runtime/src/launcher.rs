@@ -71,10 +71,9 @@ pub(crate) fn run() -> ExitCode {
         let fds = match receive(sock.as_fd()) {
             Ok(Some(fds)) => fds,
             Ok(None) => return ExitCode::SUCCESS,
-            Err(e) => {
-                let _ = reply(sock.as_fd(), -(e.raw_os_error().unwrap_or(libc::EIO)));
-                continue;
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            // The socket is unusable: reefd sees EOF and forks its shims itself.
+            Err(_) => return ExitCode::FAILURE,
         };
         let Ok([stdin, stdout]) = <[OwnedFd; 2]>::try_from(fds) else {
             let _ = reply(sock.as_fd(), -libc::EINVAL);
