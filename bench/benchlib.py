@@ -399,6 +399,15 @@ class Sandbox:
         return debris
 
 
+def require_root_and_tools(*tools):
+    """Exit with a clear message unless running as root with every tool on the PATH."""
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces)")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed")
+
+
 def ensure_bins(bin_dir):
     bin_dir = Path(bin_dir)
     if not bin_dir.is_absolute():

@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from benchlib import (  # noqa: E402
     ensure_debs,
     log,
     machine,
+    require_root_and_tools,
     run_guarded,
 )
 
@@ -197,11 +197,7 @@ def main():
     args = ap.parse_args()
     if args.secs < 2 or args.reps < 1:
         ap.error("--secs must be at least 2 and --reps at least 1")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter")
     ensure_debs([("/usr/bin/iperf3", "iperf3")])
     bins = ensure_bins(args.bin_dir)
     mach = machine()

@@ -73,6 +73,7 @@ from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this scri
     DEFAULT_BIN_DIR,
     Interrupted,
     Sandbox,
+    all_pids,
     binary_ids,
     ensure_bins,
     ensure_debs,
@@ -84,9 +85,9 @@ from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this scri
     percentile,
     proc_cpu_s,
     proc_stat,
+    require_root_and_tools,
     rss_kib,
     system_cpu,
-    all_pids,
 )
 
 NETAVARK = os.environ.get("NETAVARK_BIN", "/usr/lib/podman/netavark")
@@ -669,11 +670,7 @@ def main():
     args = ap.parse_args()
     if args.secs < 1 or args.reps < 1:
         ap.error("--secs and --reps must be at least 1")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter", "umount"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter", "umount")
     wanted = [(DNSPERF, "dnsperf"), (DIG, "bind9-dnsutils"), (DNSMASQ, "dnsmasq-base"),
               ("/usr/sbin/iptables", "iptables")]
     if "NETAVARK_BIN" not in os.environ:

@@ -25,7 +25,6 @@ the cleanup verified.
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,7 +32,15 @@ import sys
 import time
 
 sys.dont_write_bytecode = True
-from benchlib import DEFAULT_BIN_DIR, Sandbox, UnixHTTP, ensure_bins, log, run_guarded  # noqa: E402
+from benchlib import (  # noqa: E402
+    DEFAULT_BIN_DIR,
+    Sandbox,
+    UnixHTTP,
+    ensure_bins,
+    log,
+    require_root_and_tools,
+    run_guarded,
+)
 
 PREP = ("prepnet", "10.120.0.0/16")
 BENCH = ("benchnet", "10.121.0.0/16", "10.121.0.1")
@@ -84,13 +91,9 @@ def main():
     ap.add_argument("--perf", metavar="DIR", help="profile the first and last window into DIR")
     ap.add_argument("--bin-dir", default=str(DEFAULT_BIN_DIR))
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
     if args.n < 10 or args.window > args.n:
         ap.error("--n must be at least 10 and --window at most --n")
-    for tool in ["ip", "nsenter", "dig"] + (["perf"] if args.perf else []):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter", "dig", *(["perf"] if args.perf else []))
     if args.perf:
         os.makedirs(args.perf, exist_ok=True)
     bins = ensure_bins(args.bin_dir)

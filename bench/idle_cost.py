@@ -30,7 +30,14 @@ import threading
 import time
 
 sys.dont_write_bytecode = True
-from benchlib import DEFAULT_BIN_DIR, Sandbox, UnixHTTP, ensure_bins, run_guarded  # noqa: E402
+from benchlib import (  # noqa: E402
+    DEFAULT_BIN_DIR,
+    Sandbox,
+    UnixHTTP,
+    ensure_bins,
+    require_root_and_tools,
+    run_guarded,
+)
 
 GAPS = (0.0, 0.02, 0.2)
 
@@ -100,11 +107,7 @@ def main():
     ap.add_argument("--dir", default="/tmp", help="where to time fdatasync (default /tmp)")
     ap.add_argument("--bin-dir", default=str(DEFAULT_BIN_DIR))
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter")
     if args.starts < 5:
         ap.error("--starts must be at least 5")
 

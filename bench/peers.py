@@ -101,6 +101,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ for benchlib in the source tree
 from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this script)
+    CLK_TCK,
     DEFAULT_BIN_DIR,
     Interrupted,
     Sandbox,
@@ -121,9 +122,9 @@ from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this scri
     proc_cpu_full_s,
     proc_ppid,
     proc_sched_cpu_s,
-    CLK_TCK,
     proc_stat,
     reap_orphans,
+    require_root_and_tools,
     system_cpu,
     wait_quiet,
 )
@@ -1173,11 +1174,7 @@ def main():
     limits = parse_limits(args.n_limit, ap)
     if args.reps < 0:
         ap.error("--reps must be >= 0")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for t in ("ip", "umount"):
-        if shutil.which(t) is None:
-            sys.exit(f"{t} is not installed")
+    require_root_and_tools("ip", "umount")
 
     bins = ensure_bins(args.bin_dir) if "reef" in tools else None
     ensure_peers(tools)

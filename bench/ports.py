@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import statistics
 import sys
 import time
@@ -61,6 +60,7 @@ from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this scri
     machine,
     ms,
     p90,
+    require_root_and_tools,
     rss_kib,
     run_guarded,
 )
@@ -565,11 +565,7 @@ def main():
         ap.error(f"--levels must lie in 0..{NEW_BASE - FILL_BASE}")
     if NEW_BASE + args.reps * len(levels) > 65535:
         ap.error("too many reps x levels: not enough fresh host ports")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter", "umount", "nft", "nc", "socat"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter", "umount", "nft", "nc", "socat")
 
     bins = ensure_bins(args.bin_dir)
     mach = machine()

@@ -30,8 +30,6 @@ Exit status is non-zero on any failed run, network check, removal or leftover.
 import argparse
 import datetime
 import json
-import os
-import shutil
 import statistics
 import sys
 import time
@@ -46,6 +44,7 @@ from benchlib import (  # noqa: E402  (bench/ is on sys.path: it holds this scri
     machine,
     ms,
     p90,
+    require_root_and_tools,
     rss_kib,
     run_guarded,
 )
@@ -214,11 +213,7 @@ def main():
     args = ap.parse_args()
     if args.n < 1:
         ap.error("--n must be at least 1")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter", "ping", "umount"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter", "ping", "umount")
 
     bins = ensure_bins(args.bin_dir)
     mach = machine()

@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from benchlib import (  # noqa: E402
     log,
     machine,
     percentile,
+    require_root_and_tools,
     rss_kib,
     run_guarded,
     tcp_token_check,
@@ -263,11 +263,7 @@ def main():
         ap.error("--concurrent and --containers must be positive, --ports a positive multiple of 100")
     if args.ports // 100 > 350:
         ap.error("--ports above 35,000 would run into the ephemeral port range")
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    for tool in ("ip", "nsenter"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed")
+    require_root_and_tools("ip", "nsenter")
     bins = ensure_bins(args.bin_dir)
     mach = machine()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

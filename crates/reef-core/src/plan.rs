@@ -59,6 +59,11 @@ pub enum Op {
         peer_mac: [u8; 6],
         /// Interface alias of the host end (marks it as reef's).
         alias: String,
+        /// IPv6 on the pair. Without it the host end (a bridge port) has IPv6 off and the
+        /// peer gets no IPv6 address: an IPv6 link-local address on every veth floods
+        /// neighbour and listener packets to every bridge port and adds host routes that
+        /// every IPv6 lookup walks, so each attach cost more than the last.
+        ipv6: bool,
     },
     /// Delete a link (its veth peer goes too). Tolerates absence.
     DeleteLink {
@@ -205,6 +210,7 @@ impl fmt::Display for Op {
                 mtu,
                 peer_mac,
                 alias,
+                ipv6: _,
             } => write!(
                 f,
                 "ip link add {host} mtu {mtu} alias {alias} type veth peer name {peer} \
@@ -405,6 +411,8 @@ pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
             mtu: net.mtu,
             peer_mac: mac,
             alias: names::veth_alias(&ep.id),
+            // reef's networks are IPv4-only, as Docker's are without --ipv6.
+            ipv6: false,
         },
         Some(Op::DeleteLink {
             ns: NsRef::Host,

@@ -87,11 +87,7 @@ impl Executor {
     /// The nftables context of the host namespace, created on first use.
     pub fn nft(&mut self) -> Result<&mut Nft, KernelError> {
         if self.nft.is_none() {
-            let nft = if self.host_ns.is_current()? {
-                Nft::new()?
-            } else {
-                self.host_ns.run(Nft::new)??
-            };
+            let nft = self.in_host_ns(Nft::new)??;
             self.nft = Some(nft);
         }
         Ok(self.nft.as_mut().expect("created above"))
@@ -177,23 +173,26 @@ impl Executor {
                 mtu,
                 peer_mac,
                 alias,
+                ipv6,
             } => {
                 let sb = sandbox_entry(&mut self.sandboxes, sandbox)?;
                 self.host
                     .create_veth(host, peer, &sb.ns, *mtu, *peer_mac, alias)
                     .map_err(|e| in_ns(e, sandbox, false))?;
-                // reef's networks are IPv4-only. The host end, a bridge port, gets no IPv6
-                // at all: with it, each port added an `ff00::/8` route that the next port's
-                // insert walked past. The peer gets no IPv6 address (it would flood
-                // neighbour and listener packets to every port). Both are still down. The
-                // peer's namespace is left alone: a /proc/sys lookup from inside each
-                // container namespace makes every later /proc/sys/net lookup on the machine
-                // walk one dentry per such namespace.
-                let off = self.disable_host_ipv6(host).and_then(|()| {
-                    self.with_netlink(&NsRef::Sandbox(sandbox.clone()), |nl| {
-                        nl.set_no_ipv6_addresses(peer)
-                    })
-                });
+                if *ipv6 {
+                    return Ok(());
+                }
+                // Both ends are still down. The host end gets `disable_ipv6` (its own
+                // namespace's sysctl); the peer `addrgenmode none` over netlink, not a sysctl:
+                // a /proc/sys lookup from inside each container namespace makes every later
+                // /proc/sys/net lookup on the machine walk one dentry per such namespace.
+                let off = self
+                    .in_host_ns(|| sysctl::disable_ipv6(host))?
+                    .and_then(|()| {
+                        self.with_netlink(&NsRef::Sandbox(sandbox.clone()), |nl| {
+                            nl.set_no_ipv6_addresses(peer)
+                        })
+                    });
                 if let Err(e) = off {
                     let _ = self.host.delete_link(host);
                     return Err(e);
@@ -242,8 +241,7 @@ impl Executor {
             Op::Sysctl { ns, key, value } => {
                 let write = || sysctl::ensure(key, value).map(drop);
                 match ns {
-                    NsRef::Host if self.host_ns.is_current()? => write(),
-                    NsRef::Host => self.host_ns.run(write)?,
+                    NsRef::Host => self.in_host_ns(write)?,
                     NsRef::Sandbox(path) => {
                         let sb = sandbox_entry(&mut self.sandboxes, path)?;
                         sb.ns.run(write)?.map_err(|e| in_ns(e, path, true))
@@ -253,11 +251,13 @@ impl Executor {
         }
     }
 
-    fn disable_host_ipv6(&self, iface: &str) -> Result<(), KernelError> {
+    /// Run `f` in the host namespace: here when this thread is in it, else on a helper
+    /// thread.
+    fn in_host_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, KernelError> {
         if self.host_ns.is_current()? {
-            sysctl::disable_ipv6(iface)
+            Ok(f())
         } else {
-            self.host_ns.run(|| sysctl::disable_ipv6(iface))?
+            self.host_ns.run(f)
         }
     }
 

@@ -57,12 +57,12 @@ pub fn shim_main() -> ExitCode {
     // default before exec.)
     // SAFETY: SIG_IGN installs no handler code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
-    let Ok(report) = take_stdout() else {
-        return ExitCode::from(2);
-    };
     if crate::launcher::is_launcher() {
         return crate::launcher::run();
     }
+    let Ok(report) = take_stdout() else {
+        return ExitCode::from(2);
+    };
     // Before the spec: a spare shim does this while it waits, off the start's path.
     let sandboxes = SandboxDir::from_args();
     let spec = match read_spec() {
@@ -99,11 +99,11 @@ fn arg_after(flag: &str) -> Option<std::ffi::OsString> {
 /// Every container gets a mount namespace of its own, a copy of its shim's, and must not
 /// keep the sandbox directory (it is shared: it would receive every later container's
 /// namespace mount). Copying reefd's namespace and unmounting the directory there costs
-/// time in proportion to the containers already running (one mount each), which made
-/// every start slower than the last. A shim does it once, before its spec arrives (a
-/// spare shim is started ahead of time), so its container copies a namespace without
-/// them. The container's own namespace is opened through the descriptor, which still
-/// reaches reefd's mounts.
+/// time in proportion to the containers already running (one mount each). The launcher
+/// (see [`crate::launcher`]) does it once and hands the descriptor to every shim it forks;
+/// a shim forked by reefd does it itself before its spec arrives. Either way the container
+/// copies a namespace without those mounts, and opens its own network namespace through
+/// the descriptor, which still reaches reefd's mounts.
 pub(crate) struct SandboxDir {
     path: PathBuf,
     fd: OwnedFd,

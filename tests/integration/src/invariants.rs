@@ -809,11 +809,13 @@ fn hosts_mount_source(p: i32) -> Option<String> {
         })
 }
 
-fn ppid_of(p: i32) -> Option<i32> {
+/// The parent of process `p`, if it exists.
+pub fn ppid_of(p: i32) -> Option<i32> {
     ppids(&[p]).get(&p).copied()
 }
 
-fn cmdline(p: i32) -> String {
+/// Process `p`'s command line, arguments joined by spaces (empty when it is gone).
+pub fn cmdline(p: i32) -> String {
     fs::read(format!("/proc/{p}/cmdline"))
         .map(|b| {
             b.split(|c| *c == 0)

@@ -1,6 +1,7 @@
 //! Issue 2: the default bridge, IPAM, sandboxes, /etc files, network modes, errors,
 //! rollback and crash recovery — the real reefd and reef in private namespaces, real traffic.
 
+use reef_integration::invariants::{cmdline, ppid_of};
 use reef_integration::{eventually, Host};
 
 fn ping(h: &Host, ctr: &str, ip: &str) -> bool {
@@ -599,27 +600,10 @@ fn r2_default_pool_skips_subnets_in_use_and_mac_and_tty_options() {
 /// The daemon's child processes whose command line contains `word`.
 fn daemon_children(h: &Host, word: &str) -> Vec<i32> {
     let daemon = h.daemon_pid().expect("daemon running") as i32;
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_string()) else {
-            continue;
-        };
-        let ppid: i32 = rest
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == daemon && String::from_utf8_lossy(&cmd).contains(word) {
-            out.push(pid);
-        }
-    }
-    out
+    h.owned_pids()
+        .into_iter()
+        .filter(|&p| ppid_of(p) == Some(daemon) && cmdline(p).contains(word))
+        .collect()
 }
 
 #[test]
@@ -632,29 +616,11 @@ fn r2_shims_come_from_the_launcher_and_starts_survive_its_loss() {
     run_d(&h, &["--name", "a", "sleep", "1000"]);
     // a's shim is the launcher's child and shares its mount namespace (no copy of the
     // daemon's mounts per container), which lacks the sandbox directory.
-    let pid = h.inspect("a", "{{.State.Pid}}");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let shim: i32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let ppid_of_shim = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
-    let ppid_of_shim: i32 = ppid_of_shim
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid: i32 = h.inspect("a", "{{.State.Pid}}").parse().unwrap();
+    let shim = ppid_of(pid).expect("a's shim");
     assert_eq!(
-        ppid_of_shim, launcher,
+        ppid_of(shim),
+        Some(launcher),
         "a's shim {shim} is not the launcher's child"
     );
     let ns = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/mnt")).unwrap();
@@ -665,19 +631,15 @@ fn r2_shims_come_from_the_launcher_and_starts_survive_its_loss() {
     assert!(ping(&h, "a", "172.17.0.1"));
 
     // Without the launcher, starts go on (shims forked by the daemon, as before).
-    nix_kill(launcher);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &launcher.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -9 {launcher}");
     for name in ["b", "c"] {
         run_d(&h, &["--name", name, "sleep", "1000"]);
         assert_eq!(h.inspect(name, "{{.State.Running}}"), "true");
     }
     assert!(ping(&h, "c", "172.17.0.2"), "c cannot reach a");
     h.reef_ok(&["rm", "-f", "a", "b", "c"]);
-}
-
-fn nix_kill(pid: i32) {
-    let r = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(r.success(), "kill -9 {pid}");
 }

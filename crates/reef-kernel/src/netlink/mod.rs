@@ -111,18 +111,6 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
-/// `IFLA_AF_SPEC` with `IFLA_INET6_ADDR_GEN_MODE` = none. reef's networks are IPv4-only;
-/// a veth end with an IPv6 link-local address sends neighbour and multicast-listener
-/// packets when it comes up, which a bridge floods to every port, and each such address
-/// adds routes that the kernel's IPv6 lookups and inserts walk one by one. Both made every
-/// attach slower than the one before (×2.6 over 1,000 containers). Containers keep `::1`
-/// on `lo`.
-fn no_ipv6_addresses() -> LinkAttribute {
-    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
-        In6AddrGenMode::None,
-    )])])
-}
-
 /// What a reply handler is given: the message type and its payload.
 type OnMsg<'a> = &'a mut dyn FnMut(u16, &[u8]) -> Result<(), String>;
 
@@ -284,18 +272,17 @@ impl Netlink {
                 )
             },
         )?;
-        // RTM_NEWLINK ignores IFLA_IFALIAS and IFLA_AF_SPEC when it creates a link (only
-        // do_setlink applies them; `ip link add X alias Y type veth ...` drops the alias
-        // too), so they take a second request. Not pipelined with the first: if the create
-        // failed, they would land on somebody else's link of the same name.
+        // RTM_NEWLINK ignores IFLA_IFALIAS when it creates a link (only do_setlink applies
+        // it; `ip link add X alias Y type veth ...` drops it too), so it takes a second
+        // request. Not pipelined with the first: if the create failed, the alias would land
+        // on somebody else's link of the same name.
         let mut msg = LinkMessage::default();
         msg.attributes = vec![
             LinkAttribute::IfName(host.into()),
             LinkAttribute::IfAlias(alias.into()),
-            no_ipv6_addresses(),
         ];
         let labelled = self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {host} alias {alias} addrgenmode none")
+            format!("ip link set {host} alias {alias}")
         });
         if let Err(e) = labelled {
             let _ = self.delete_link(host);
@@ -305,10 +292,15 @@ impl Netlink {
     }
 
     /// `ip link set NAME addrgenmode none`: the link gets no IPv6 link-local address when
-    /// it comes up (see [`no_ipv6_addresses`]); call it while the link is down.
+    /// it comes up; call it while the link is down.
     pub fn set_no_ipv6_addresses(&mut self, name: &str) -> Result<(), KernelError> {
         let mut msg = LinkMessage::default();
-        msg.attributes = vec![LinkAttribute::IfName(name.into()), no_ipv6_addresses()];
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                In6AddrGenMode::None,
+            )])]),
+        ];
         self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
             format!("ip link set {name} addrgenmode none")
         })

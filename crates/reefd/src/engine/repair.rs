@@ -103,17 +103,16 @@ impl Engine {
             .filter_map(|n| n.bridge.clone())
             .filter(|b| b.owned)
             .collect();
+        let addrs = inner.exec.host().addrs().unwrap_or_default();
         for br in bridges {
             let exists = match inner.exec.host().link(&br.ifname) {
                 Ok(Some(link)) => {
                     // A crash in the middle of `network create` (or someone's `ip link set
                     // down` / `ip addr flush`) leaves a bridge that is there but unusable.
                     let addressed = br.bridge_addr.is_none_or(|want| {
-                        inner.exec.host().addrs().is_ok_and(|addrs| {
-                            addrs
-                                .iter()
-                                .any(|a| a.index == link.index && a.addr == ipnet::IpNet::V4(want))
-                        })
+                        addrs
+                            .iter()
+                            .any(|a| a.index == link.index && a.addr == ipnet::IpNet::V4(want))
                     });
                     if link.up && addressed {
                         continue;
