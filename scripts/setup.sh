@@ -21,7 +21,19 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # No package may start a service on this machine (daemons run only inside the tests'
+  # namespaces): a policy-rc.d that refuses every start, for the install only.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=false
+  [ -e "$policy" ] && had_policy=true
+  if ! $had_policy; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 0755 "$policy"
+  fi
+  install_rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null || install_rc=$?
+  $had_policy || $SUDO rm -f "$policy"
+  [ "$install_rc" -eq 0 ] || exit "$install_rc"
 fi
 # The bridge netfilter sysctls (net.bridge.*) exist only with br_netfilter loaded; best
 # effort, as in a container the module may be built in or unavailable.

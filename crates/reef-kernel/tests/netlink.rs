@@ -2,11 +2,14 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::{isolated, TempDir};
 use ipnet::IpNet;
-use reef_kernel::{netns, LinkInfo, Netlink, Netns};
+use reef_kernel::{netns, KernelError, LinkInfo, MacvlanMode, Netlink, Netns};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -221,5 +224,289 @@ fn sockets_stay_in_their_namespace() {
         // The calling thread did not move.
         assert!(!sb.is_current().unwrap());
         assert!(Netns::current().unwrap().is_current().unwrap());
+    });
+}
+
+/// Run a command inside the namespace bound at `sandbox`. Spawned from the test thread, the
+/// child starts in the test's namespaces, where the bind mount is visible to nsenter.
+fn in_ns(sandbox: &Path, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", sandbox.display()))
+        .args(args)
+        .output()
+        .expect("run nsenter")
+}
+
+/// `ip -d link show NAME` inside `sandbox`.
+fn ip_details(sandbox: &Path, name: &str) -> String {
+    let out = in_ns(sandbox, &["ip", "-d", "link", "show", name]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn macvlan_into_namespaces_modes_and_traffic() {
+    isolated(|| {
+        let tmp = TempDir::new();
+        let mut nl = Netlink::open().unwrap();
+        // The "host uplink": a veth called eth0, its far end also here. The container-side
+        // macvlan is called eth0 too, as Docker names it.
+        let here = Netns::current().unwrap();
+        let uplink_mac = [0x02, 0x11, 0, 0, 0, 1];
+        nl.create_veth("eth0", "rk-uplink", &here, 1500, uplink_mac, "reef:test")
+            .unwrap();
+        nl.set_up("rk-uplink").unwrap();
+        nl.set_up("eth0").unwrap();
+        let parent = must_link(&mut nl, "eth0");
+
+        let (p1, p2, p3) = (tmp.join("c1"), tmp.join("c2"), tmp.join("c3"));
+        let (sb1, sb2, sb3) = (
+            netns::create_bound(&p1).unwrap(),
+            netns::create_bound(&p2).unwrap(),
+            netns::create_bound(&p3).unwrap(),
+        );
+        let (mac1, mac2) = ([0x02, 0x42, 10, 97, 0, 2], [0x02, 0x42, 10, 97, 0, 3]);
+        nl.create_macvlan("eth0", "eth0", MacvlanMode::Bridge, &sb1, mac1, 1400)
+            .unwrap();
+        nl.create_macvlan("mv1", "eth0", MacvlanMode::Bridge, &sb2, mac2, 1400)
+            .unwrap();
+
+        // Nothing landed here; the parent is untouched.
+        assert_eq!(must_link(&mut nl, "eth0"), parent);
+        assert!(nl.link("mv1").unwrap().is_none());
+
+        let mut c1 = Netlink::open_in(&sb1).unwrap();
+        let mut c2 = Netlink::open_in(&sb2).unwrap();
+        let l1 = must_link(&mut c1, "eth0");
+        assert_eq!(l1.kind.as_deref(), Some("macvlan"));
+        assert_eq!(l1.mac, Some(mac1));
+        assert_eq!(l1.mtu, 1400);
+        assert!(!l1.up);
+        let l2 = must_link(&mut c2, "mv1");
+        assert_eq!(l2.kind.as_deref(), Some("macvlan"));
+        assert_eq!(l2.mac, Some(mac2));
+        assert_eq!(l2.mtu, 1400);
+        assert!(ip_details(&p1, "eth0").contains("macvlan mode bridge"));
+
+        for (c, dev, addr) in [
+            (&mut c1, "eth0", "10.97.0.2/24"),
+            (&mut c2, "mv1", "10.97.0.3/24"),
+        ] {
+            c.set_up("lo").unwrap();
+            c.set_up(dev).unwrap();
+            c.add_addr(dev, net(addr)).unwrap();
+            assert!(must_link(c, dev).up);
+        }
+
+        // ICMP (and ARP) between the two bridge-mode siblings...
+        let ping = in_ns(&p1, &["ping", "-c", "1", "-W", "2", "10.97.0.3"]);
+        assert!(ping.status.success(), "ping c1 -> c2: {ping:?}");
+        // ...and a UDP exchange both ways, from sockets opened inside each namespace.
+        let s1 = sb1.run(|| UdpSocket::bind("10.97.0.2:0")).unwrap().unwrap();
+        let s2 = sb2.run(|| UdpSocket::bind("10.97.0.3:0")).unwrap().unwrap();
+        for s in [&s1, &s2] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        s1.send_to(b"hello c2", s2.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s2.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"hello c2"[..], s1.local_addr().unwrap())
+        );
+        s2.send_to(b"hello c1", from).unwrap();
+        let (n, _) = s1.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello c1");
+
+        // The other modes reach the kernel as asked.
+        nl.create_macvlan(
+            "mv-priv",
+            "eth0",
+            MacvlanMode::Private,
+            &sb3,
+            [2, 0, 0, 0, 3, 1],
+            1500,
+        )
+        .unwrap();
+        nl.create_macvlan(
+            "mv-vepa",
+            "eth0",
+            MacvlanMode::Vepa,
+            &sb3,
+            [2, 0, 0, 0, 3, 2],
+            1500,
+        )
+        .unwrap();
+        assert!(ip_details(&p3, "mv-priv").contains("macvlan mode private"));
+        assert!(ip_details(&p3, "mv-vepa").contains("macvlan mode vepa"));
+        // passthru wants the parent to itself, and takes over the parent's MAC.
+        let busy = nl
+            .create_macvlan(
+                "mv-pt",
+                "eth0",
+                MacvlanMode::Passthru,
+                &sb3,
+                [2, 0, 0, 0, 3, 3],
+                1500,
+            )
+            .unwrap_err();
+        assert_eq!(busy.errno(), Some(libc::EINVAL), "{busy}");
+        nl.create_veth(
+            "rk-pt0",
+            "rk-pt1",
+            &here,
+            1500,
+            [2, 0x11, 0, 0, 0, 2],
+            "reef:test",
+        )
+        .unwrap();
+        nl.create_macvlan(
+            "mv-pt",
+            "rk-pt0",
+            MacvlanMode::Passthru,
+            &sb3,
+            [2, 0, 0, 0, 3, 3],
+            1500,
+        )
+        .unwrap();
+        assert!(ip_details(&p3, "mv-pt").contains("macvlan mode passthru"));
+        let mut c3 = Netlink::open_in(&sb3).unwrap();
+        assert_eq!(
+            must_link(&mut c3, "mv-pt").mac,
+            must_link(&mut nl, "rk-pt0").mac
+        );
+
+        // A name taken in the target namespace: EEXIST, and nothing left behind (the
+        // parent's own name being taken here sends this through the temporary-name path).
+        let before: Vec<String> = c1.links().unwrap().into_iter().map(|l| l.name).collect();
+        let dup = nl
+            .create_macvlan(
+                "eth0",
+                "eth0",
+                MacvlanMode::Bridge,
+                &sb1,
+                [2, 0, 0, 0, 1, 9],
+                1400,
+            )
+            .unwrap_err();
+        assert!(dup.is_exists(), "{dup}");
+        assert!(
+            dup.to_string().starts_with(
+                "ip link add eth0 link eth0 address 02:00:00:00:01:09 mtu 1400 netns <fd> \
+                 type macvlan mode bridge: File exists"
+            ),
+            "{dup}"
+        );
+        let after: Vec<String> = c1.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(before, after);
+        assert_eq!(must_link(&mut c1, "eth0").mac, Some(mac1));
+
+        // An MTU above the parent's is refused, and leaves nothing.
+        let big = nl
+            .create_macvlan(
+                "mv-big",
+                "eth0",
+                MacvlanMode::Bridge,
+                &sb2,
+                [2, 0, 0, 0, 2, 9],
+                9000,
+            )
+            .unwrap_err();
+        assert_eq!(big.errno(), Some(libc::EINVAL), "{big}");
+        assert!(c2.link("mv-big").unwrap().is_none());
+
+        // Deleting the parent takes its macvlans with it, in every namespace.
+        nl.delete_link("eth0").unwrap();
+        assert!(c1.link("eth0").unwrap().is_none());
+        assert!(c2.link("mv1").unwrap().is_none());
+        assert!(c3.link("mv-priv").unwrap().is_none());
+        assert!(
+            c3.link("mv-pt").unwrap().is_some(),
+            "another parent's macvlan stays"
+        );
+    });
+}
+
+#[test]
+fn macvlan_without_parent_fails_cleanly() {
+    isolated(|| {
+        let tmp = TempDir::new();
+        let sb = netns::create_bound(&tmp.join("c")).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        let err = nl
+            .create_macvlan(
+                "eth0",
+                "rk-nodev",
+                MacvlanMode::Bridge,
+                &sb,
+                [2, 0, 0, 0, 0, 5],
+                1500,
+            )
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert_eq!(err.errno(), Some(libc::ENODEV));
+        assert_eq!(
+            err.to_string(),
+            "ip link add eth0 link rk-nodev address 02:00:00:00:00:05 mtu 1500 netns <fd> \
+             type macvlan mode bridge: No such device (os error 19) \
+             (Cannot find device \"rk-nodev\")"
+        );
+        let mut inside = Netlink::open_in(&sb).unwrap();
+        let names: Vec<String> = inside
+            .links()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, ["lo"]);
+    });
+}
+
+/// This machine's kernel is built without 802.1q (`CONFIG_VLAN_8021Q` unset, no modules),
+/// so creating a VLAN must fail, and say why.
+#[test]
+fn vlan_without_8021q_says_so() {
+    isolated(|| {
+        let mut nl = Netlink::open().unwrap();
+        let here = Netns::current().unwrap();
+        nl.create_veth(
+            "eth0",
+            "rk-uplink",
+            &here,
+            1500,
+            [2, 0x11, 0, 0, 0, 1],
+            "reef:test",
+        )
+        .unwrap();
+
+        let err = nl.create_vlan("eth0.101", "eth0", 101).unwrap_err();
+        eprintln!("{err}");
+        assert_eq!(err.errno(), Some(libc::EOPNOTSUPP), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("ip link add link eth0 name eth0.101 type vlan id 101: "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "the kernel has no 802.1q VLAN support (module 8021q): cannot create eth0.101"
+            ),
+            "{text}"
+        );
+        assert!(nl.link("eth0.101").unwrap().is_none());
+
+        // A missing parent is reported as such, before the kernel is asked.
+        let err = nl.create_vlan("rk-nodev.5", "rk-nodev", 5).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(
+            err.to_string().contains("Cannot find device \"rk-nodev\""),
+            "{err}"
+        );
+
+        for bad in [0, 4095] {
+            let err = nl.create_vlan("eth0.x", "eth0", bad).unwrap_err();
+            assert!(matches!(err, KernelError::Invalid { .. }), "{err}");
+            assert!(err.to_string().contains("out of range 1-4094"), "{err}");
+        }
     });
 }

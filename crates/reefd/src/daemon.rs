@@ -11,8 +11,8 @@ use reef_runtime::ShimCommand;
 use tokio::net::UnixListener;
 use tower::Layer;
 
-use crate::engine::Engine;
 use crate::flags::Flags;
+use reef_engine::Engine;
 
 const DEFAULT_CONFIG_FILE: &str = "/etc/reef/daemon.json";
 
@@ -103,7 +103,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         args: vec![
             crate::SHIM_ARG.to_string(),
             reef_runtime::SANDBOX_DIR_ARG.to_string(),
-            crate::engine::Paths::new(&cfg)
+            reef_engine::Paths::new(&cfg)
                 .netns_dir()
                 .to_string_lossy()
                 .into_owned(),

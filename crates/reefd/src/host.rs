@@ -12,7 +12,7 @@ use nix::sys::socket::{
 };
 use reef_core::ports::{self, Proto};
 
-use crate::engine::HostFacts;
+use reef_engine::HostFacts;
 
 /// The real host.
 pub struct RealHost;

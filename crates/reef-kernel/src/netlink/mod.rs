@@ -15,84 +15,38 @@
 //! `RTM_SETLINK`, `RTM_DELLINK`) requests name the link directly; addresses, routes and
 //! `master` need an index, resolved with one `RTM_GETLINK` per call (nothing is cached, so
 //! nothing goes stale).
+//!
+//! Layout: this file holds the socket and the request/ack machinery; each concern adds its
+//! own `impl Netlink` block: `link` (reading links, and the operations every kind shares)
+//! with one file per link kind under it (`link/bridge.rs`, `veth`, `macvlan`, `vlan`),
+//! `addr` and `route`. Replies are parsed in `decode`.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-use ipnet::IpNet;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
-use netlink_packet_route::address::{AddressAttribute, AddressHeader, AddressMessage};
-use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as NlLinkInfo,
-    LinkMessage,
-};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use self::decode::{error_detail, ext_ack_msg, parse_addr, parse_link, parse_route, read_i32};
+use self::decode::{error_detail, ext_ack_msg, read_i32};
 use crate::netns::Netns;
 use crate::KernelError;
 
+mod addr;
 mod decode;
+mod link;
+mod route;
+
+pub use self::addr::AddrInfo;
+pub use self::link::{LinkInfo, MacvlanMode, ParseMacvlanModeError};
+pub use self::route::RouteInfo;
 
 /// Receive buffer size. The kernel sizes dump datagrams from the reader's buffer, up to
 /// 32 KiB (`netlink_dump`), so 64 KiB never truncates.
 const RX_SIZE: usize = 64 * 1024;
-
-// Message types from <linux/rtnetlink.h>.
-const RTM_NEWLINK: u16 = 16;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-
-/// A link as read from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkInfo {
-    /// Interface index.
-    pub index: u32,
-    /// Interface name.
-    pub name: String,
-    /// `IFLA_INFO_KIND`: `"bridge"`, `"veth"`, ...; `None` for physical devices and `lo`.
-    pub kind: Option<String>,
-    /// Index of the bridge (or bond) this link is a port of.
-    pub master: Option<u32>,
-    /// Interface alias (reef marks its veths with one).
-    pub alias: Option<String>,
-    /// MTU.
-    pub mtu: u32,
-    /// Hardware address, when it is an Ethernet one.
-    pub mac: Option<[u8; 6]>,
-    /// Administratively up (`IFF_UP`).
-    pub up: bool,
-}
-
-/// An interface address as read from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddrInfo {
-    /// Interface index.
-    pub index: u32,
-    /// Address and prefix length.
-    pub addr: IpNet,
-}
-
-/// A unicast route of the main table as read from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    /// Destination (`0.0.0.0/0` or `::/0` for a default route).
-    pub dst: IpNet,
-    /// Next hop.
-    pub gateway: Option<IpAddr>,
-    /// Output interface index.
-    pub oif: Option<u32>,
-}
 
 /// An rtnetlink socket bound to one network namespace.
 pub struct Netlink {
@@ -136,375 +90,6 @@ impl Netlink {
     /// A socket in `ns`, opened on a helper thread; it keeps acting on `ns` afterwards.
     pub fn open_in(ns: &Netns) -> Result<Self, KernelError> {
         ns.run(Netlink::open)?
-    }
-
-    /// All links (`ip link show`).
-    pub fn links(&mut self) -> Result<Vec<LinkInfo>, KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let mut out = Vec::new();
-        self.dump(
-            RouteNetlinkMessage::GetLink(msg),
-            &|| "ip link show".into(),
-            &mut |t, p| {
-                if t == RTM_NEWLINK {
-                    out.push(parse_link(p)?);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// The link called `name`, or `None` (`ip link show NAME`).
-    pub fn link(&mut self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.into()));
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let mut found = None;
-        let res = self.request(
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-            &|| format!("ip link show {name}"),
-            &mut |t, p| {
-                if t == RTM_NEWLINK {
-                    found = Some(parse_link(p)?);
-                }
-                Ok(())
-            },
-        );
-        match res {
-            Ok(()) => Ok(found),
-            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// All IPv4 and IPv6 addresses (`ip addr show`).
-    pub fn addrs(&mut self) -> Result<Vec<AddrInfo>, KernelError> {
-        let mut out = Vec::new();
-        self.dump(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            &|| "ip addr show".into(),
-            &mut |t, p| {
-                if t == RTM_NEWADDR {
-                    if let Some(a) = parse_addr(p)? {
-                        out.push(a);
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// The unicast routes of the main table, IPv4 and IPv6 (`ip route show table main`).
-    pub fn routes(&mut self) -> Result<Vec<RouteInfo>, KernelError> {
-        let mut out = Vec::new();
-        self.dump(
-            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-            &|| "ip route show table main".into(),
-            &mut |t, p| {
-                if t == RTM_NEWROUTE {
-                    if let Some(r) = parse_route(p)? {
-                        out.push(r);
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// `ip link add NAME type bridge mtu MTU`. `EEXIST` if the name is taken.
-    pub fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.into()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]),
-        ];
-        self.change(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| format!("ip link add {name} type bridge mtu {mtu}"),
-        )
-    }
-
-    /// A veth pair: `host` here, carrying the interface alias `alias`, and `peer` created
-    /// directly inside `peer_ns` with MAC `peer_mac`; both with `mtu`. `EEXIST` if either
-    /// name is taken. If setting the alias fails the pair is deleted again, so an error
-    /// leaves nothing behind.
-    pub fn create_veth(
-        &mut self,
-        host: &str,
-        peer: &str,
-        peer_ns: &Netns,
-        mtu: u32,
-        peer_mac: [u8; 6],
-        alias: &str,
-    ) -> Result<(), KernelError> {
-        let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes = vec![
-            LinkAttribute::IfName(peer.into()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::Address(peer_mac.to_vec()),
-            LinkAttribute::NetNsFd(peer_ns.as_fd().as_raw_fd()),
-        ];
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(host.into()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::LinkInfo(vec![
-                NlLinkInfo::Kind(InfoKind::Veth),
-                NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-            ]),
-        ];
-        self.change(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| {
-                format!(
-                    "ip link add {host} mtu {mtu} type veth peer name {peer} address {} netns <fd>",
-                    fmt_mac(peer_mac)
-                )
-            },
-        )?;
-        // RTM_NEWLINK ignores IFLA_IFALIAS when it creates a link (only do_setlink applies
-        // it; `ip link add X alias Y type veth ...` drops it too), so it takes a second
-        // request. Not pipelined with the first: if the create failed, the alias would land
-        // on somebody else's link of the same name.
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(host.into()),
-            LinkAttribute::IfAlias(alias.into()),
-        ];
-        let labelled = self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {host} alias {alias}")
-        });
-        if let Err(e) = labelled {
-            let _ = self.delete_link(host);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// `ip link set NAME addrgenmode none`: the link gets no IPv6 link-local address when
-    /// it comes up; call it while the link is down.
-    pub fn set_no_ipv6_addresses(&mut self, name: &str) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.into()),
-            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
-                In6AddrGenMode::None,
-            )])]),
-        ];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {name} addrgenmode none")
-        })
-    }
-
-    /// `ip link del NAME` (a veth's peer goes with it). `ENODEV` (see
-    /// [`KernelError::is_not_found`]) if there is no such link.
-    pub fn delete_link(&mut self, name: &str) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![LinkAttribute::IfName(name.into())];
-        self.change(RouteNetlinkMessage::DelLink(msg), 0, &|| {
-            format!("ip link del {name}")
-        })
-    }
-
-    /// `ip link set NAME down && ip link set NAME name PARKED` (a link is renamed only
-    /// while down). `ENODEV` if there is no such link.
-    pub fn park(&mut self, name: &str, parked: &str) -> Result<(), KernelError> {
-        let op = || format!("ip link set {name} down && ip link set {name} name {parked}");
-        let index = self.index_of(name, &op)?;
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.change_mask = LinkFlags::Up;
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {name} down")
-        })?;
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes = vec![LinkAttribute::IfName(parked.into())];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {name} name {parked}")
-        })
-    }
-
-    /// `ip link set NAME up`.
-    pub fn set_up(&mut self, name: &str) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        msg.attributes = vec![LinkAttribute::IfName(name.into())];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {name} up")
-        })
-    }
-
-    /// `ip link set NAME master MASTER`.
-    pub fn set_master(&mut self, name: &str, master: &str) -> Result<(), KernelError> {
-        let op = || format!("ip link set {name} master {master}");
-        let master_index = self.index_of(master, &op)?;
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.into()),
-            LinkAttribute::Controller(master_index),
-        ];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &op)
-    }
-
-    /// `ip link set NAME type bridge_slave hairpin on|off`: let a bridge port send a frame back
-    /// out the port it came in on. A container reaching its own published port through the
-    /// host address needs it: with br_netfilter the DNAT happens on the bridge path and the
-    /// frame's new destination sits behind its ingress port. The port must be enslaved.
-    pub fn set_hairpin(&mut self, name: &str, on: bool) -> Result<(), KernelError> {
-        let op = || {
-            format!(
-                "ip link set {name} type bridge_slave hairpin {}",
-                if on { "on" } else { "off" }
-            )
-        };
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.into()),
-            LinkAttribute::LinkInfo(vec![
-                NlLinkInfo::PortKind(InfoPortKind::Bridge),
-                NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                    on,
-                )])),
-            ]),
-        ];
-        // Port settings go through NEWLINK on an existing link (as `ip` does), not SETLINK.
-        self.change(RouteNetlinkMessage::NewLink(msg), 0, &op)
-    }
-
-    /// `ip link set NAME address MAC`.
-    pub fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.into()),
-            LinkAttribute::Address(mac.to_vec()),
-        ];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            let m: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-            format!("ip link set {name} address {}", m.join(":"))
-        })
-    }
-
-    /// `ip link set NAME mtu MTU`.
-    pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<(), KernelError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![LinkAttribute::IfName(name.into()), LinkAttribute::Mtu(mtu)];
-        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
-            format!("ip link set {name} mtu {mtu}")
-        })
-    }
-
-    /// `ip addr add ADDR dev NAME` (with the broadcast address for IPv4, as
-    /// `ip addr add ... brd +`). `EEXIST` if the link has it already.
-    pub fn add_addr(&mut self, name: &str, addr: IpNet) -> Result<(), KernelError> {
-        let op = || format!("ip addr add {addr} dev {name}");
-        let index = self.index_of(name, &op)?;
-        let mut msg = addr_message(index, addr);
-        if let IpNet::V4(v4) = addr {
-            if v4.prefix_len() < 31 {
-                msg.attributes
-                    .push(AddressAttribute::Broadcast(v4.broadcast()));
-            }
-        }
-        self.change(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        )
-    }
-
-    /// `ip addr del ADDR dev NAME`. `EADDRNOTAVAIL` (see [`KernelError::is_not_found`]) if
-    /// the link does not have it.
-    pub fn del_addr(&mut self, name: &str, addr: IpNet) -> Result<(), KernelError> {
-        let op = || format!("ip addr del {addr} dev {name}");
-        let index = self.index_of(name, &op)?;
-        self.change(
-            RouteNetlinkMessage::DelAddress(addr_message(index, addr)),
-            0,
-            &op,
-        )
-    }
-
-    /// `ip route add DST [via GW] dev DEV` in the main table (`proto boot`, scope link when
-    /// there is no gateway). `EEXIST` if the route exists.
-    pub fn add_route(
-        &mut self,
-        dst: IpNet,
-        via: Option<IpAddr>,
-        dev: &str,
-    ) -> Result<(), KernelError> {
-        let op = || {
-            let mut s = String::from("ip route add ");
-            if dst.prefix_len() == 0 {
-                s.push_str("default");
-            } else {
-                let _ = write!(s, "{dst}");
-            }
-            if let Some(gw) = via {
-                let _ = write!(s, " via {gw}");
-            }
-            let _ = write!(s, " dev {dev}");
-            s
-        };
-        if let Some(gw) = via {
-            if gw.is_ipv4() != matches!(dst, IpNet::V4(_)) {
-                return Err(KernelError::Invalid {
-                    op: op(),
-                    reason: "gateway and destination are of different address families".into(),
-                });
-            }
-        }
-        let index = self.index_of(dev, &op)?;
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family(dst.addr());
-        msg.header.destination_prefix_length = dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = if via.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        };
-        msg.header.kind = RouteType::Unicast;
-        if dst.prefix_len() > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(
-                    dst.network(),
-                )));
-        }
-        if let Some(gw) = via {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
-        }
-        msg.attributes.push(RouteAttribute::Oif(index));
-        self.change(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        )
-    }
-
-    /// The index of `name`, or an `ENODEV` error attributed to `op`.
-    fn index_of(&mut self, name: &str, op: &dyn Fn() -> String) -> Result<u32, KernelError> {
-        match self.link(name)? {
-            Some(l) => Ok(l.index),
-            None => Err(KernelError::Netlink {
-                op: op(),
-                errno: libc::ENODEV,
-                detail: Some(format!("Cannot find device \"{name}\"")),
-            }),
-        }
     }
 
     /// A request that changes something and returns nothing but its ack.
@@ -670,26 +255,4 @@ fn family(ip: IpAddr) -> AddressFamily {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
     }
-}
-
-fn addr_message(index: u32, addr: IpNet) -> AddressMessage {
-    let mut msg = AddressMessage::default();
-    msg.header = AddressHeader {
-        family: family(addr.addr()),
-        prefix_len: addr.prefix_len(),
-        index,
-        ..AddressHeader::default()
-    };
-    msg.attributes = vec![
-        AddressAttribute::Local(addr.addr()),
-        AddressAttribute::Address(addr.addr()),
-    ];
-    msg
-}
-
-fn fmt_mac(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::{ApiError, AppState};
-use crate::engine::EngineError;
+use reef_engine::EngineError;
 
 /// The client's side of an attach, after the upgrade.
 pub type AttachIo = TokioIo<hyper::upgrade::Upgraded>;

@@ -20,7 +20,7 @@ use reef_core::ports::{self, PortSpec};
 use tokio::sync::broadcast;
 
 use super::{blocking, render, ApiError, AppState};
-use crate::engine::{CreateRequest, EngineError, ExitEvent};
+use reef_engine::{CreateRequest, EngineError, ExitEvent};
 
 type Q = Query<HashMap<String, String>>;
 
@@ -235,7 +235,7 @@ pub async fn list(
     Query(q): Q,
 ) -> Json<Vec<reef_api::ContainerSummary>> {
     let all = flag(&q, "all");
-    let now = crate::clock::now_nanos();
+    let now = reef_engine::clock::now_nanos();
     Json(
         st.engine
             .containers(all)

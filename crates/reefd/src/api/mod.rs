@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use reef_api::ErrorResponse;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineError};
+use reef_engine::{Engine, EngineError};
 
 /// Shared by all handlers.
 #[derive(Clone)]

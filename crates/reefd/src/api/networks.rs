@@ -11,7 +11,7 @@ use reef_api::{
 use reef_core::model::{Container, Network};
 
 use super::{blocking, ApiError, AppState};
-use crate::engine::{EngineError, NetworkCreate};
+use reef_engine::{EngineError, NetworkCreate};
 
 fn invalid(m: impl Into<String>) -> ApiError {
     ApiError(EngineError::Invalid(m.into()))

@@ -8,8 +8,8 @@ use reef_api::{
 };
 use reef_core::model::{Container, Network, NetworkMode, Status};
 
-use crate::clock;
-use crate::engine::{exposed, Paths};
+use reef_engine::clock;
+use reef_engine::{exposed, Paths};
 
 pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -> ContainerInspect {
     let mut settings = NetworkSettings::default();

@@ -5,6 +5,7 @@
 //! applies the plan through the kernel executor (rolling back on failure), and records the
 //! result. Nothing here parses flags or formats output; the API layer does that.
 
+pub mod clock;
 mod dns;
 mod files;
 mod lifecycle;
@@ -31,6 +32,10 @@ use tokio::sync::broadcast;
 pub use files::Paths;
 pub use publish::exposed;
 pub use user_networks::NetworkCreate;
+
+/// First argument that makes the reefd binary act as a container shim (reconcile knows
+/// reef's shims by it).
+pub const SHIM_ARG: &str = "__reef-shim";
 
 /// Why an operation failed; the API maps each kind to an HTTP status.
 #[derive(Debug, thiserror::Error)]
