@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod driver;
 pub mod etc;
 pub mod firewall;
 pub mod ipam;

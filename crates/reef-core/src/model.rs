@@ -16,10 +16,10 @@ pub struct Network {
     pub id: String,
     /// Unique name (`bridge`, `host`, `none`, or a user's).
     pub name: String,
-    /// `bridge`, `host` or `null` (Docker's driver names).
-    pub driver: String,
-    /// The bridge-driver details; `None` for `host` and `null`.
-    pub bridge: Option<BridgeNetwork>,
+    /// The driver and its facts. Stored flat, as `"driver": "bridge", "bridge": {...}`,
+    /// which is also the shape of records written before there were other drivers.
+    #[serde(flatten)]
+    pub driver: DriverConfig,
     /// Docker's `internal`: no route out, no masquerade.
     #[serde(default)]
     pub internal: bool,
@@ -31,6 +31,109 @@ pub struct Network {
     pub options: BTreeMap<String, String>,
     /// RFC 3339 creation time.
     pub created: String,
+}
+
+impl Network {
+    /// Docker's driver name: `bridge`, `host`, `null`, `macvlan`.
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    /// The bridge-driver facts, for a bridge network.
+    pub fn bridge(&self) -> Option<&BridgeNetwork> {
+        match &self.driver {
+            DriverConfig::Bridge { bridge } => Some(bridge),
+            _ => None,
+        }
+    }
+
+    /// The address pool containers of this network take addresses from; `None` for
+    /// `host` and `null`, whose containers have no endpoint of their own.
+    pub fn pool(&self) -> Option<Pool> {
+        match &self.driver {
+            DriverConfig::Bridge { bridge } => Some(Pool {
+                subnet: bridge.subnet,
+                gateway: bridge.gateway,
+                ip_range: bridge.ip_range,
+                reserved: bridge.bridge_addr.map(|a| a.addr()).into_iter().collect(),
+            }),
+            DriverConfig::Macvlan { macvlan } => Some(Pool {
+                subnet: macvlan.subnet,
+                gateway: macvlan.gateway,
+                ip_range: macvlan.ip_range,
+                reserved: vec![],
+            }),
+            DriverConfig::Host | DriverConfig::Null => None,
+        }
+    }
+}
+
+/// The IPAM facts of a network: where its containers' addresses come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// The subnet containers live in.
+    pub subnet: Ipv4Net,
+    /// Their default gateway (never given to a container).
+    pub gateway: Ipv4Addr,
+    /// The sub-range addresses come from, when narrower than the subnet.
+    pub ip_range: Option<Ipv4Net>,
+    /// Other addresses no container gets.
+    pub reserved: Vec<Ipv4Addr>,
+}
+
+/// A network's driver and the facts only that driver has (Docker's `Driver` and what
+/// its driver keeps). Serialised with the driver's name as the `driver` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase")]
+pub enum DriverConfig {
+    /// A Linux bridge with a veth pair per container.
+    Bridge {
+        /// The bridge and its addresses.
+        bridge: BridgeNetwork,
+    },
+    /// The host's own namespace (`--network host`).
+    Host,
+    /// A namespace with only `lo` (`--network none`).
+    Null,
+    /// A macvlan link per container on a parent interface: containers appear on the
+    /// parent's segment with their own MAC.
+    Macvlan {
+        /// The parent and the segment's addresses.
+        macvlan: MacvlanNetwork,
+    },
+}
+
+impl DriverConfig {
+    /// Docker's driver name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DriverConfig::Bridge { .. } => "bridge",
+            DriverConfig::Host => "host",
+            DriverConfig::Null => "null",
+            DriverConfig::Macvlan { .. } => "macvlan",
+        }
+    }
+}
+
+/// The facts of a macvlan network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacvlanNetwork {
+    /// The host interface containers' links hang off (`eth0`, `eth0.10`, or reef's own
+    /// `dm-<12 hex>` dummy for an internal network).
+    pub parent: String,
+    /// How the containers' links reach each other.
+    pub mode: MacvlanMode,
+    /// The segment's subnet.
+    pub subnet: Ipv4Net,
+    /// The segment's router (outside the host: macvlan has none of its own).
+    pub gateway: Ipv4Addr,
+    /// The sub-range container addresses come from (`--ip-range`).
+    pub ip_range: Option<Ipv4Net>,
+    /// MTU of the containers' links; `None`: the parent's.
+    pub mtu: Option<u32>,
+    /// True when reef created the parent (a VLAN sub-interface or a dummy) and so removes
+    /// it with the network.
+    pub created_parent: bool,
 }
 
 /// The layer-2 and IPAM facts of a bridge network.
@@ -234,8 +337,9 @@ pub struct Endpoint {
     pub network_id: String,
     /// Interface name inside the container (`eth0`, ...).
     pub ifname: String,
-    /// Host-side veth name (`veth<10 hex>`).
-    pub host_ifname: String,
+    /// Host-side veth name (`veth<10 hex>`); `None` for drivers with no host end (macvlan).
+    #[serde(default)]
+    pub host_ifname: Option<String>,
     /// The container's address.
     pub ip: Ipv4Addr,
     /// Prefix length of the network.
@@ -312,5 +416,161 @@ impl Container {
     /// True while reef considers its process alive.
     pub fn is_running(&self) -> bool {
         matches!(self.status, Status::Running | Status::Starting)
+    }
+}
+
+/// How a macvlan link talks to its siblings on the same parent (`IFLA_MACVLAN_MODE`). The
+/// names are Docker's `macvlan_mode` option words (and `ip link ... type macvlan mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvlanMode {
+    /// `bridge` (Docker's default): siblings reach each other directly, inside the parent.
+    #[default]
+    Bridge,
+    /// `private`: siblings cannot reach each other at all, not even through a reflecting
+    /// switch.
+    Private,
+    /// `vepa`: sibling traffic goes out the parent and needs a hairpinning switch to come
+    /// back.
+    Vepa,
+    /// `passthru`: the one macvlan of the parent takes over the parent (and its MAC).
+    Passthru,
+}
+
+impl MacvlanMode {
+    /// Every mode, in Docker's order.
+    pub const ALL: [MacvlanMode; 4] = [
+        MacvlanMode::Bridge,
+        MacvlanMode::Private,
+        MacvlanMode::Vepa,
+        MacvlanMode::Passthru,
+    ];
+
+    /// The word Docker and `ip` use: `bridge`, `private`, `vepa`, `passthru`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvlanMode::Bridge => "bridge",
+            MacvlanMode::Private => "private",
+            MacvlanMode::Vepa => "vepa",
+            MacvlanMode::Passthru => "passthru",
+        }
+    }
+}
+
+impl std::fmt::Display for MacvlanMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that is not a macvlan mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseMacvlanModeError(pub String);
+
+impl std::fmt::Display for ParseMacvlanModeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid macvlan mode {:?}: expected bridge, private, vepa or passthru",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseMacvlanModeError {}
+
+impl std::str::FromStr for MacvlanMode {
+    type Err = ParseMacvlanModeError;
+
+    /// Exactly Docker's words (lower case, as its driver compares them).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MacvlanMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| ParseMacvlanModeError(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_round_trip_docker_words() {
+        for m in MacvlanMode::ALL {
+            assert_eq!(m.to_string().parse::<MacvlanMode>(), Ok(m));
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{m}\""));
+        }
+        assert_eq!(MacvlanMode::default(), MacvlanMode::Bridge);
+        assert_eq!("passthru".parse(), Ok(MacvlanMode::Passthru));
+        let err = "Bridge".parse::<MacvlanMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid macvlan mode \"Bridge\": expected bridge, private, vepa or passthru"
+        );
+        assert!("passthrough".parse::<MacvlanMode>().is_err());
+        assert!("".parse::<MacvlanMode>().is_err());
+    }
+
+    /// Records written before the driver seam (`"bridge": null` for host and null) load.
+    #[test]
+    fn networks_stored_before_drivers_load() {
+        let bridge = r#"{"id":"a","name":"bridge","driver":"bridge","bridge":{"ifname":"reef0",
+            "subnet":"172.17.0.0/16","gateway":"172.17.0.1","bridge_addr":"172.17.0.1/16",
+            "ip_range":null,"mtu":1500,"owned":true},"internal":false,"labels":{},
+            "options":{},"created":"2026-01-01T00:00:00Z"}"#;
+        let n: Network = serde_json::from_str(bridge).unwrap();
+        assert_eq!(n.driver_name(), "bridge");
+        assert_eq!(n.bridge().unwrap().ifname, "reef0");
+        assert_eq!(
+            n.pool().unwrap().reserved,
+            vec![Ipv4Addr::new(172, 17, 0, 1)]
+        );
+        let again: Network = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(again, n);
+        for driver in ["host", "null"] {
+            let old = format!(
+                r#"{{"id":"b","name":"x","driver":"{driver}","bridge":null,"created":"t"}}"#
+            );
+            let n: Network = serde_json::from_str(&old).unwrap();
+            assert_eq!(n.driver_name(), driver);
+            assert!(n.bridge().is_none() && n.pool().is_none());
+        }
+    }
+
+    #[test]
+    fn macvlan_networks_round_trip() {
+        let n = Network {
+            id: "c".into(),
+            name: "lan".into(),
+            driver: DriverConfig::Macvlan {
+                macvlan: MacvlanNetwork {
+                    parent: "eth0".into(),
+                    mode: MacvlanMode::Private,
+                    subnet: "192.168.1.0/24".parse().unwrap(),
+                    gateway: "192.168.1.1".parse().unwrap(),
+                    ip_range: None,
+                    mtu: None,
+                    created_parent: false,
+                },
+            },
+            internal: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            created: "t".into(),
+        };
+        let json = serde_json::to_string(&n).unwrap();
+        assert!(json.contains(r#""driver":"macvlan""#), "{json}");
+        assert_eq!(serde_json::from_str::<Network>(&json).unwrap(), n);
+    }
+
+    /// Endpoints stored with a veth name keep it.
+    #[test]
+    fn endpoints_keep_their_veth_name() {
+        let ep = r#"{"id":"e","network_id":"n","ifname":"eth0","host_ifname":"veth0123456789",
+            "ip":"172.17.0.2","prefix_len":16,"gateway":null,"mac":"02:42:ac:11:00:02"}"#;
+        let ep: Endpoint = serde_json::from_str(ep).unwrap();
+        assert_eq!(ep.host_ifname.as_deref(), Some("veth0123456789"));
     }
 }

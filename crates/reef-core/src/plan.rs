@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::model::{BridgeNetwork, Endpoint};
+use crate::model::{BridgeNetwork, Endpoint, MacvlanMode, MacvlanNetwork};
 use crate::names;
 
 /// Which network namespace an op runs in.
@@ -64,6 +64,36 @@ pub enum Op {
         /// neighbour and listener packets to every bridge port and adds host routes that
         /// every IPv6 lookup walks, so each attach cost more than the last.
         ipv6: bool,
+    },
+    /// A macvlan link on the host interface `parent`, created directly inside the sandbox
+    /// at `sandbox` as `name`, down.
+    CreateMacvlan {
+        /// Name inside the sandbox.
+        name: String,
+        /// Host interface it hangs off.
+        parent: String,
+        /// How it reaches its siblings.
+        mode: MacvlanMode,
+        /// Sandbox path.
+        sandbox: PathBuf,
+        /// Its MAC.
+        mac: [u8; 6],
+        /// Its MTU; `None`: the parent's.
+        mtu: Option<u32>,
+    },
+    /// An 802.1q sub-interface `name` of `parent` (host namespace), down.
+    CreateVlan {
+        /// Interface name (`eth0.10`).
+        name: String,
+        /// The interface it tags frames onto.
+        parent: String,
+        /// VLAN id, 1 to 4094.
+        vlan_id: u16,
+    },
+    /// A dummy interface (host namespace), down.
+    CreateDummy {
+        /// Interface name.
+        name: String,
     },
     /// Delete a link (its veth peer goes too). Tolerates absence.
     DeleteLink {
@@ -169,6 +199,9 @@ impl Op {
             Op::CreateSandbox { path } | Op::DeleteSandbox { path } => NsRef::Sandbox(path.clone()),
             Op::CreateBridge { .. }
             | Op::CreateVeth { .. }
+            | Op::CreateMacvlan { .. }
+            | Op::CreateVlan { .. }
+            | Op::CreateDummy { .. }
             | Op::SetMaster { .. }
             | Op::SetHairpin { .. }
             | Op::SetMac { .. }
@@ -218,6 +251,33 @@ impl fmt::Display for Op {
                 names::format_mac(*peer_mac),
                 sandbox.display()
             ),
+            Op::CreateMacvlan {
+                name,
+                parent,
+                mode,
+                sandbox,
+                mac,
+                mtu,
+            } => {
+                write!(
+                    f,
+                    "ip link add {name} link {parent} address {}",
+                    names::format_mac(*mac)
+                )?;
+                if let Some(mtu) = mtu {
+                    write!(f, " mtu {mtu}")?;
+                }
+                write!(f, " netns {} type macvlan mode {mode}", sandbox.display())
+            }
+            Op::CreateVlan {
+                name,
+                parent,
+                vlan_id,
+            } => write!(
+                f,
+                "ip link add link {parent} name {name} type vlan id {vlan_id}"
+            ),
+            Op::CreateDummy { name } => write!(f, "ip link add {name} type dummy"),
             Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
             Op::ParkLink { ns, name, parked } => write!(
                 f,
@@ -398,16 +458,20 @@ pub fn sandbox_delete(path: PathBuf) -> Plan {
     p
 }
 
-/// Attach a sandbox to a bridge network through a veth pair.
+/// Attach a sandbox to a bridge network through a veth pair. The endpoint's host end
+/// names the veth (an endpoint without one gets the name its id gives).
 pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
     let mut p = Plan::default();
-    let sb = NsRef::Sandbox(sandbox.clone());
     let mac = names::parse_mac(&ep.mac).unwrap_or_else(|_| names::mac_from_ipv4(ep.ip));
+    let host = ep
+        .host_ifname
+        .clone()
+        .unwrap_or_else(|| names::veth_name(&ep.id));
     p.push(
         Op::CreateVeth {
-            host: ep.host_ifname.clone(),
+            host: host.clone(),
             peer: ep.ifname.clone(),
-            sandbox,
+            sandbox: sandbox.clone(),
             mtu: net.mtu,
             peer_mac: mac,
             alias: names::veth_alias(&ep.id),
@@ -416,29 +480,33 @@ pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
         },
         Some(Op::DeleteLink {
             ns: NsRef::Host,
-            name: ep.host_ifname.clone(),
+            name: host.clone(),
         }),
     );
     p.push(
         Op::SetMaster {
-            link: ep.host_ifname.clone(),
+            link: host.clone(),
             master: net.ifname.clone(),
         },
         None,
     );
-    p.push(
-        Op::SetHairpin {
-            link: ep.host_ifname.clone(),
-        },
-        None,
-    );
+    p.push(Op::SetHairpin { link: host.clone() }, None);
     p.push(
         Op::SetUp {
             ns: NsRef::Host,
-            link: ep.host_ifname.clone(),
+            link: host.clone(),
         },
         None,
     );
+    p.extend(address_endpoint(ep, sandbox));
+    p
+}
+
+/// Address an endpoint's interface inside its sandbox, bring it up and, when it carries
+/// the default route, add that.
+fn address_endpoint(ep: &Endpoint, sandbox: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    let sb = NsRef::Sandbox(sandbox);
     let addr = Ipv4Net::new(ep.ip, ep.prefix_len).expect("prefix length comes from a subnet");
     p.push(
         Op::AddAddr {
@@ -469,6 +537,29 @@ pub fn attach(net: &BridgeNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
     p
 }
 
+/// Attach a sandbox to a macvlan network: a macvlan link on the parent, made inside the
+/// sandbox (deleting the sandbox deletes it; nothing of it is in the host namespace).
+pub fn attach_macvlan(net: &MacvlanNetwork, ep: &Endpoint, sandbox: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    let mac = names::parse_mac(&ep.mac).unwrap_or_else(|_| names::mac_from_ipv4(ep.ip));
+    p.push(
+        Op::CreateMacvlan {
+            name: ep.ifname.clone(),
+            parent: net.parent.clone(),
+            mode: net.mode,
+            sandbox: sandbox.clone(),
+            mac,
+            mtu: net.mtu,
+        },
+        Some(Op::DeleteLink {
+            ns: NsRef::Sandbox(sandbox.clone()),
+            name: ep.ifname.clone(),
+        }),
+    );
+    p.extend(address_endpoint(ep, sandbox));
+    p
+}
+
 /// Add a container's firewall elements, undone by removing them.
 pub fn firewall(el: crate::firewall::Elements) -> Plan {
     let mut p = Plan::default();
@@ -478,16 +569,21 @@ pub fn firewall(el: crate::firewall::Elements) -> Plan {
     p
 }
 
-/// Detach an endpoint: deleting the host end removes the pair.
-pub fn detach(ep: &Endpoint) -> Plan {
+/// Detach an endpoint: deleting the host end removes a veth pair; an endpoint without
+/// one (macvlan) is deleted inside its sandbox.
+pub fn detach(ep: &Endpoint, sandbox: PathBuf) -> Plan {
     let mut p = Plan::default();
-    p.push(
-        Op::DeleteLink {
+    let op = match &ep.host_ifname {
+        Some(host) => Op::DeleteLink {
             ns: NsRef::Host,
-            name: ep.host_ifname.clone(),
+            name: host.clone(),
         },
-        None,
-    );
+        None => Op::DeleteLink {
+            ns: NsRef::Sandbox(sandbox),
+            name: ep.ifname.clone(),
+        },
+    };
+    p.push(op, None);
     p
 }
 
@@ -512,7 +608,7 @@ mod tests {
             id: "abcdef0123456789".repeat(4),
             network_id: "n".repeat(64),
             ifname: "eth0".into(),
-            host_ifname: "vethabcdef0".into(),
+            host_ifname: Some("vethabcdef0".into()),
             ip: "172.17.0.2".parse().unwrap(),
             prefix_len: 16,
             gateway: Some("172.17.0.1".parse().unwrap()),

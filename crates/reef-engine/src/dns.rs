@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use reef_core::etc;
-use reef_core::model::{BridgeNetwork, Container};
+use reef_core::model::Container;
 use reef_core::names;
 use reef_dns::{ContainerDns, DnsEndpoint, DnsState};
 
@@ -14,9 +14,8 @@ use super::{io_err, Engine, Inner, Result};
 
 impl Engine {
     /// Serve DNS on a user network's gateway address.
-    pub(crate) fn dns_listen(&self, br: &BridgeNetwork) -> Result<()> {
+    pub(crate) fn dns_listen(&self, gw: Ipv4Addr) -> Result<()> {
         let dns = self.dns.clone();
-        let gw = br.gateway;
         self.rt
             .block_on(async move { dns.listen(gw).await })
             .map_err(io_err(format!("embedded DNS: listen on {gw}:53")))
@@ -29,18 +28,18 @@ impl Engine {
 
     /// Listen on every user network's gateway (at start-up).
     pub(crate) fn dns_listen_all(&self) {
-        let bridges: Vec<BridgeNetwork> = {
+        let addrs: Vec<Ipv4Addr> = {
             let inner = self.lock();
             inner
                 .networks
                 .values()
                 .filter(|n| n.name != names::DEFAULT_NETWORK)
-                .filter_map(|n| n.bridge.clone())
+                .filter_map(|n| n.driver.endpoints()?.dns_address())
                 .collect()
         };
-        for br in bridges {
-            if let Err(e) = self.dns_listen(&br) {
-                tracing::warn!(bridge = %br.ifname, error = %e, "embedded DNS cannot listen");
+        for addr in addrs {
+            if let Err(e) = self.dns_listen(addr) {
+                tracing::warn!(%addr, error = %e, "embedded DNS cannot listen");
             }
         }
         let inner = self.lock();
@@ -74,7 +73,7 @@ impl Engine {
             .networks
             .values()
             .filter(|n| n.name != names::DEFAULT_NETWORK)
-            .filter_map(|n| Some((n.id.clone(), n.bridge.as_ref()?.gateway)))
+            .filter_map(|n| Some((n.id.clone(), n.driver.endpoints()?.dns_address()?)))
             .collect();
         let host_servers = etc::parse_resolv_conf(&self.host.resolv_conf())
             .nameservers

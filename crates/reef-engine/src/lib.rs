@@ -74,6 +74,15 @@ pub enum EngineError {
     },
 }
 
+impl From<reef_core::driver::CreateError> for EngineError {
+    fn from(e: reef_core::driver::CreateError) -> Self {
+        match e {
+            reef_core::driver::CreateError::Invalid(m) => EngineError::Invalid(m),
+            reef_core::driver::CreateError::Conflict(m) => EngineError::Conflict(m),
+        }
+    }
+}
+
 /// Result of engine operations.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -329,13 +338,18 @@ impl Engine {
                 }
             }
             NetworkMode::Bridge | NetworkMode::Named(_) => {
-                let net = self.bridge_network_for(inner, &mode)?;
+                let net = self.endpoint_network_for(inner, &mode)?;
+                let publishes = !spec.publish.is_empty() || spec.publish_all;
+                if let Some(why) = net
+                    .driver
+                    .endpoints()
+                    .and_then(|d| d.refuses_ports(&net.name))
+                    .filter(|_| publishes)
+                {
+                    return invalid(why);
+                }
                 if let Some(ip) = spec.ip {
-                    let br = net
-                        .bridge
-                        .as_ref()
-                        .expect("bridge networks have bridge facts");
-                    let space = self.address_space(br)?;
+                    let space = self.address_space(net)?;
                     space
                         .allocate(&self.allocated_on(inner, &net.id), Some(ip))
                         .map_err(|e| EngineError::Invalid(e.to_string()))?;

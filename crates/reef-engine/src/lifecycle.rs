@@ -18,13 +18,14 @@ use reef_store::Change;
 use super::files::{self, RenderedEtc};
 use super::{Engine, EngineError, ExitEvent, Inner, Result};
 
-/// The anti-spoofing identity of an endpoint.
-pub(crate) fn endpoint_rule(ep: &Endpoint) -> reef_core::firewall::EndpointRule {
-    reef_core::firewall::EndpointRule {
-        port: ep.host_ifname.clone(),
+/// The anti-spoofing identity of an endpoint with a host end (a bridge port); an endpoint
+/// without one (macvlan) sends straight out its parent, past reef's firewall.
+pub(crate) fn endpoint_rule(ep: &Endpoint) -> Option<reef_core::firewall::EndpointRule> {
+    Some(reef_core::firewall::EndpointRule {
+        port: ep.host_ifname.clone()?,
         mac: ep.mac.clone(),
         ip: ep.ip,
-    }
+    })
 }
 
 /// Every firewall element a running container stands for: what it recorded, with the
@@ -32,7 +33,7 @@ pub(crate) fn endpoint_rule(ep: &Endpoint) -> reef_core::firewall::EndpointRule 
 /// recorded its identity is still covered).
 pub(crate) fn container_elements(c: &Container) -> Elements {
     let mut el = c.firewall.clone();
-    el.endpoints = c.endpoints.iter().map(endpoint_rule).collect();
+    el.endpoints = c.endpoints.iter().filter_map(endpoint_rule).collect();
     el
 }
 
@@ -196,6 +197,14 @@ impl Engine {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(self.cfg.ip);
                 let (ports, port_rules) = self.allocate_ports(inner, c, first.ip, default_ip)?;
+                if let Some(why) = first_net
+                    .driver
+                    .endpoints()
+                    .and_then(|d| d.refuses_ports(&first_net.name))
+                    .filter(|_| !ports.is_empty())
+                {
+                    return Err(EngineError::Invalid(why));
+                }
                 if first_net.internal && !ports.is_empty() {
                     return Err(EngineError::Invalid(format!(
                         "cannot publish ports of a container on the internal network {}",
@@ -209,7 +218,7 @@ impl Engine {
                         networks: vec![],
                         ports: port_rules,
                         links: links.rules,
-                        endpoints: endpoints.iter().map(endpoint_rule).collect(),
+                        endpoints: endpoints.iter().filter_map(endpoint_rule).collect(),
                     }
                 } else {
                     Elements::default()
@@ -220,7 +229,7 @@ impl Engine {
                 let embedded_dns = endpoints.iter().find_map(|e| {
                     let n = &inner.networks[&e.network_id];
                     (n.name != names::DEFAULT_NETWORK)
-                        .then(|| n.bridge.as_ref().map(|b| b.gateway))
+                        .then(|| n.driver.endpoints().and_then(|d| d.dns_address()))
                         .flatten()
                 });
                 let resolv_conf = match embedded_dns {
@@ -361,7 +370,7 @@ impl Engine {
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for (i, att) in Self::attachments(c).iter().enumerate() {
             let mode = NetworkMode::Named(att.network.clone());
-            let net = self.bridge_network_for(inner, &mode)?;
+            let net = self.endpoint_network_for(inner, &mode)?;
             if endpoints.iter().any(|e| e.network_id == net.id) {
                 return Err(EngineError::Conflict(format!(
                     "container {} is already attached to network {}",
@@ -369,11 +378,11 @@ impl Engine {
                 )));
             }
             let ep = self.new_endpoint(inner, c, net, i, att, &endpoints)?;
-            plan.extend(plan::attach(
-                net.bridge.as_ref().expect("bridge network"),
-                &ep,
-                sandbox.to_path_buf(),
-            ));
+            let driver = net
+                .driver
+                .endpoints()
+                .expect("an endpoint network has a driver");
+            plan.extend(driver.plan_join(&ep, sandbox.to_path_buf()));
             endpoints.push(ep);
         }
         Ok(endpoints)
@@ -390,9 +399,13 @@ impl Engine {
         att: &NetworkAttachment,
         others: &[Endpoint],
     ) -> Result<Endpoint> {
-        let br = net.bridge.as_ref().expect("bridge network");
+        let driver = net
+            .driver
+            .endpoints()
+            .expect("an endpoint network has a driver");
+        let pool = net.pool().expect("an endpoint network has addresses");
         let ip = self
-            .address_space(br)?
+            .address_space(net)?
             .allocate(&self.allocated_on(inner, &net.id), att.ip)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let mac = match (&c.spec.mac, index) {
@@ -404,13 +417,13 @@ impl Engine {
         let has_default = others.iter().any(|e| e.gateway.is_some());
         let ep_id = self.host.random_id();
         Ok(Endpoint {
-            host_ifname: names::veth_name(&ep_id),
+            host_ifname: driver.host_ifname(&ep_id),
             id: ep_id,
             network_id: net.id.clone(),
             ifname: names::container_ifname(index),
             ip,
-            prefix_len: br.subnet.prefix_len(),
-            gateway: (!has_default && !net.internal).then_some(br.gateway),
+            prefix_len: pool.subnet.prefix_len(),
+            gateway: (!has_default && !net.internal).then_some(pool.gateway),
             mac,
             aliases: att.aliases.clone(),
             pending: false,
@@ -553,9 +566,9 @@ impl Engine {
         // milliseconds in the kernel, so leftovers go to the reaper thread instead of
         // holding up this request; their addresses were inside the sandbox, so nothing
         // collides meanwhile.
-        for ep in &c.endpoints {
-            if matches!(inner.exec.host().link(&ep.host_ifname), Ok(Some(_))) {
-                self.reaper.delete_link(ep.host_ifname.clone());
+        for host_end in c.endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
+            if matches!(inner.exec.host().link(host_end), Ok(Some(_))) {
+                self.reaper.delete_link(host_end.clone());
             }
         }
     }

@@ -8,7 +8,7 @@ use ipnet::{IpNet, Ipv4Net};
 use reef_core::config::BridgeChoice;
 use reef_core::firewall::{self, Elements, NetworkRule};
 use reef_core::ipam::{self, AddressSpace};
-use reef_core::model::{BridgeNetwork, Network, NetworkMode};
+use reef_core::model::{BridgeNetwork, DriverConfig, Network, NetworkMode};
 use reef_core::names;
 use reef_core::plan::{self, NsRef, Op};
 use reef_store::Change;
@@ -28,9 +28,9 @@ impl Engine {
     pub(crate) fn setup_default_networks(&self) -> Result<()> {
         let mut inner = self.lock();
         let mut changes = Vec::new();
-        for (name, driver) in [("host", "host"), ("none", "null")] {
+        for (name, driver) in [("host", DriverConfig::Host), ("none", DriverConfig::Null)] {
             if !inner.networks.values().any(|n| n.name == name) {
-                changes.push(Change::PutNetwork(self.builtin(name, driver, None)));
+                changes.push(Change::PutNetwork(self.builtin(name, driver)));
             }
         }
         let stored = inner
@@ -48,10 +48,12 @@ impl Engine {
                 let br = self.own_default_bridge(&mut inner, stored.as_ref())?;
                 let net = match stored {
                     Some(mut n) => {
-                        n.bridge = Some(br);
+                        n.driver = DriverConfig::Bridge { bridge: br };
                         n
                     }
-                    None => self.builtin(names::DEFAULT_NETWORK, "bridge", Some(br)),
+                    None => {
+                        self.builtin(names::DEFAULT_NETWORK, DriverConfig::Bridge { bridge: br })
+                    }
                 };
                 changes.push(Change::PutNetwork(net));
             }
@@ -59,10 +61,12 @@ impl Engine {
                 let br = self.adopt_user_bridge(&mut inner, name)?;
                 let net = match stored {
                     Some(mut n) => {
-                        n.bridge = Some(br);
+                        n.driver = DriverConfig::Bridge { bridge: br };
                         n
                     }
-                    None => self.builtin(names::DEFAULT_NETWORK, "bridge", Some(br)),
+                    None => {
+                        self.builtin(names::DEFAULT_NETWORK, DriverConfig::Bridge { bridge: br })
+                    }
                 };
                 changes.push(Change::PutNetwork(net));
             }
@@ -96,7 +100,7 @@ impl Engine {
         let mut all = Elements::default();
         let mut bridges = Vec::new();
         for n in inner.networks.values() {
-            if let Some(br) = &n.bridge {
+            if let Some(br) = n.bridge() {
                 all.networks.push(self.network_rule(n));
                 bridges.push(br.ifname.clone());
             }
@@ -137,7 +141,7 @@ impl Engine {
     /// A network's firewall facts. The default network follows the daemon's `--icc` and
     /// `--ip-masq`; a user network its own options (Docker's option names), default on.
     pub(crate) fn network_rule(&self, n: &Network) -> NetworkRule {
-        let br = n.bridge.as_ref().expect("bridge network");
+        let br = n.bridge().expect("bridge network");
         let opt = |key: &str, dflt: bool| {
             n.options
                 .get(key)
@@ -158,12 +162,11 @@ impl Engine {
         }
     }
 
-    fn builtin(&self, name: &str, driver: &str, bridge: Option<BridgeNetwork>) -> Network {
+    fn builtin(&self, name: &str, driver: DriverConfig) -> Network {
         Network {
             id: self.host.random_id(),
             name: name.into(),
-            driver: driver.into(),
-            bridge,
+            driver,
             internal: false,
             labels: Default::default(),
             options: Default::default(),
@@ -197,7 +200,7 @@ impl Engine {
             })
             .unwrap_or_default();
         let previous = stored
-            .and_then(|n| n.bridge.as_ref())
+            .and_then(|n| n.bridge())
             .filter(|b| b.owned && b.ifname == ifname)
             .and_then(|b| b.bridge_addr);
         let bridge_addr = match (self.cfg.bip, previous, existing_v4.first()) {
@@ -303,8 +306,9 @@ impl Engine {
         })
     }
 
-    /// The network a bridge-kind mode puts a container on.
-    pub(crate) fn bridge_network_for<'a>(
+    /// The network an endpoint mode (the default bridge, a named network) puts a
+    /// container on: one whose driver gives it an endpoint.
+    pub(crate) fn endpoint_network_for<'a>(
         &self,
         inner: &'a Inner,
         mode: &NetworkMode,
@@ -316,12 +320,16 @@ impl Engine {
         };
         let net = self.find_network(inner, key).ok();
         match net {
-            Some(n) if n.bridge.is_some() => Ok(n),
+            Some(n) if n.driver.endpoints().is_some() => Ok(n),
             Some(n) => Err(EngineError::Invalid(format!(
                 "network {} uses the {} driver: use --network {} instead",
                 n.name,
-                n.driver,
-                if n.driver == "null" { "none" } else { &n.name }
+                n.driver_name(),
+                if n.driver_name() == "null" {
+                    "none"
+                } else {
+                    &n.name
+                }
             ))),
             None if key == names::DEFAULT_NETWORK => Err(EngineError::Invalid(
                 "the default bridge network is disabled (-b none)".into(),
@@ -330,13 +338,17 @@ impl Engine {
         }
     }
 
-    /// The addresses containers of a bridge network may get.
-    pub(crate) fn address_space(&self, br: &BridgeNetwork) -> Result<AddressSpace> {
-        let mut reserved = vec![br.gateway];
-        if let Some(a) = br.bridge_addr {
-            reserved.push(a.addr());
-        }
-        AddressSpace::new(br.subnet, br.ip_range, reserved)
+    /// The addresses containers of a network may get.
+    pub(crate) fn address_space(&self, net: &Network) -> Result<AddressSpace> {
+        let pool = net.pool().ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "network {} gives its containers no addresses",
+                net.name
+            ))
+        })?;
+        let mut reserved = vec![pool.gateway];
+        reserved.extend(pool.reserved);
+        AddressSpace::new(pool.subnet, pool.ip_range, reserved)
             .map_err(|e| EngineError::Invalid(e.to_string()))
     }
 

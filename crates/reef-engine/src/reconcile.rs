@@ -142,7 +142,7 @@ impl Engine {
         let bridges: BTreeSet<String> = inner
             .networks
             .values()
-            .filter_map(|n| n.bridge.as_ref().map(|b| b.ifname.clone()))
+            .filter_map(|n| n.bridge().map(|b| b.ifname.clone()))
             .collect();
         for link in &links {
             let reef_named = link

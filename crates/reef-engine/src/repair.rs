@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reef_core::driver::NetworkDriver;
 use reef_core::firewall;
-use reef_core::model::{Container, NetworkMode};
+use reef_core::model::{Container, DriverConfig, NetworkMode};
 use reef_core::plan::{self, NsRef, Op, Step};
 use reef_kernel::events::{Change, Watcher};
 
@@ -64,15 +65,19 @@ impl Engine {
     /// A bridge of a network, or a host veth of a running container.
     fn is_ours(&self, name: &str) -> bool {
         let inner = self.lock();
-        inner.networks.values().any(|n| {
-            n.bridge
-                .as_ref()
-                .is_some_and(|b| b.owned && b.ifname == name)
-        }) || inner
-            .containers
+        inner
+            .networks
             .values()
-            .filter(|c| c.is_running())
-            .any(|c| c.endpoints.iter().any(|e| e.host_ifname == name))
+            .any(|n| n.bridge().is_some_and(|b| b.owned && b.ifname == name))
+            || inner
+                .containers
+                .values()
+                .filter(|c| c.is_running())
+                .any(|c| {
+                    c.endpoints
+                        .iter()
+                        .any(|e| e.host_ifname.as_deref() == Some(name))
+                })
     }
 
     /// Re-create the missing bridges of networks reef owns.
@@ -100,7 +105,7 @@ impl Engine {
         let bridges: Vec<reef_core::model::BridgeNetwork> = inner
             .networks
             .values()
-            .filter_map(|n| n.bridge.clone())
+            .filter_map(|n| n.bridge().cloned())
             .filter(|b| b.owned)
             .collect();
         let addrs = inner.exec.host().addrs().unwrap_or_default();
@@ -164,6 +169,42 @@ impl Engine {
                 tracing::error!(bridge = %br.ifname, error = %e, "cannot re-create bridge");
             }
         }
+        found.extend(self.check_macvlan_parents(inner, fix));
+        found
+    }
+
+    /// The parents reef made for macvlan networks (a VLAN sub-interface, a dummy): there
+    /// and up; with `fix`, re-created (after a reboot) or set up.
+    fn check_macvlan_parents(&self, inner: &mut Inner, fix: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        let parents: Vec<reef_core::model::MacvlanNetwork> = inner
+            .networks
+            .values()
+            .filter_map(|n| match &n.driver {
+                DriverConfig::Macvlan { macvlan } if macvlan.created_parent => {
+                    Some(macvlan.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for mv in parents {
+            let exists = match inner.exec.host().link(&mv.parent) {
+                Ok(Some(link)) if link.up => continue,
+                Ok(Some(_)) => {
+                    found.push(format!("macvlan parent {} is down", mv.parent));
+                    true
+                }
+                _ => {
+                    found.push(format!("macvlan parent {} missing", mv.parent));
+                    false
+                }
+            };
+            if fix {
+                if let Err(e) = inner.exec.apply_plan(&mv.plan_up(exists)) {
+                    tracing::error!(parent = %mv.parent, error = %e, "cannot restore the macvlan parent");
+                }
+            }
+        }
         found
     }
 
@@ -188,11 +229,27 @@ impl Engine {
             return found;
         }
         for ep in &c.endpoints {
-            let Some(br) = inner
-                .networks
-                .get(&ep.network_id)
-                .and_then(|n| n.bridge.clone())
-            else {
+            let Some(net) = inner.networks.get(&ep.network_id).cloned() else {
+                continue;
+            };
+            let (Some(br), Some(host_end)) = (net.bridge().cloned(), ep.host_ifname.clone()) else {
+                // No host end to look at (macvlan): an attachment cut off by a crash is
+                // rebuilt whole; its link lives and dies inside the sandbox.
+                if ep.pending {
+                    found.push(format!("{}: {} was left half-made", c.name, ep.ifname));
+                    if let (true, Some(driver)) = (fix, net.driver.endpoints()) {
+                        let _ = inner.exec.apply(&Op::DeleteLink {
+                            ns: NsRef::Sandbox(sandbox.to_path_buf()),
+                            name: ep.ifname.clone(),
+                        });
+                        if let Err(e) = inner
+                            .exec
+                            .apply_plan(&driver.plan_join(ep, sandbox.to_path_buf()))
+                        {
+                            tracing::warn!(id = %c.short_id(), error = %e, "cannot repair {}", ep.ifname);
+                        }
+                    }
+                }
                 continue;
             };
             let bridge_index = inner
@@ -203,7 +260,7 @@ impl Engine {
                 .flatten()
                 .map(|l| l.index);
             let alias = reef_core::names::veth_alias(&ep.id);
-            match inner.exec.host().link(&ep.host_ifname) {
+            match inner.exec.host().link(&host_end) {
                 Ok(Some(link))
                     if !ep.pending
                         && link.master.is_some()
@@ -213,15 +270,15 @@ impl Engine {
                     found.push(match other {
                         Ok(Some(_)) => format!(
                             "{}: veth {} is not attached to {} as reef left it",
-                            c.name, ep.host_ifname, br.ifname
+                            c.name, host_end, br.ifname
                         ),
-                        _ => format!("{}: veth {} missing", c.name, ep.host_ifname),
+                        _ => format!("{}: veth {host_end} missing", c.name),
                     });
                     if fix {
                         // Half-made (a crash inside an attach) or detached: rebuild it whole.
                         let _ = inner.exec.apply(&Op::DeleteLink {
                             ns: NsRef::Host,
-                            name: ep.host_ifname.clone(),
+                            name: host_end.clone(),
                         });
                         // The peer died with the host end; clear a stale one, then re-attach.
                         let _ = inner.exec.apply(&Op::DeleteLink {
@@ -237,7 +294,9 @@ impl Engine {
                         }
                         if self.cfg.iptables {
                             let identity = firewall::Elements {
-                                endpoints: vec![super::lifecycle::endpoint_rule(ep)],
+                                endpoints: super::lifecycle::endpoint_rule(ep)
+                                    .into_iter()
+                                    .collect(),
                                 ..Default::default()
                             };
                             if let Err(e) = inner.exec.apply(&Op::FirewallAdd(identity)) {

@@ -6,8 +6,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
-use reef_core::ipam;
-use reef_core::model::{BridgeNetwork, Container, Endpoint, Network, NetworkAttachment};
+use reef_core::driver::macvlan;
+use reef_core::model::{
+    BridgeNetwork, Container, DriverConfig, Endpoint, Network, NetworkAttachment,
+};
 use reef_core::names;
 use reef_core::plan::{self, NsRef, Op, Plan, Step};
 use reef_store::Change;
@@ -15,26 +17,7 @@ use reef_store::Change;
 use super::networks::{OPT_BRIDGE_NAME, OPT_HOST_IP, OPT_ICC, OPT_MASQ, OPT_MTU};
 use super::{Engine, EngineError, Inner, Result};
 
-/// `reef network create`.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkCreate {
-    /// Name.
-    pub name: String,
-    /// Driver (`bridge`).
-    pub driver: String,
-    /// `--subnet`.
-    pub subnet: Option<Ipv4Net>,
-    /// `--ip-range`.
-    pub ip_range: Option<Ipv4Net>,
-    /// `--gateway`.
-    pub gateway: Option<Ipv4Addr>,
-    /// `--internal`.
-    pub internal: bool,
-    /// `--label`.
-    pub labels: BTreeMap<String, String>,
-    /// `-o`.
-    pub options: BTreeMap<String, String>,
-}
+pub use reef_core::driver::NetworkCreate;
 
 fn invalid(m: impl Into<String>) -> EngineError {
     EngineError::Invalid(m.into())
@@ -105,12 +88,12 @@ impl Engine {
                 .networks
                 .values()
                 .filter(|n| Some(n.name.as_str()) != except)
-                .filter_map(|n| n.bridge.as_ref().map(|b| b.subnet)),
+                .filter_map(|n| n.bridge().map(|b| b.subnet)),
         );
         Ok(in_use)
     }
 
-    /// Create a bridge network; returns its id.
+    /// Create a network; returns its id.
     pub fn create_network(&self, req: NetworkCreate) -> Result<String> {
         let mut inner = self.lock();
         if req.name.is_empty() {
@@ -124,14 +107,70 @@ impl Engine {
                 req.name
             )));
         }
-        match req.driver.as_str() {
-            "" | "bridge" => {}
+        let id = self.host.random_id();
+        let driver = match req.driver.as_str() {
+            "" | "bridge" => DriverConfig::Bridge {
+                bridge: self.decide_bridge(&mut inner, &req, &id)?,
+            },
+            "macvlan" => {
+                let mut facts = macvlan::HostFacts {
+                    subnets_in_use: self.subnets_in_use(&mut inner, None)?,
+                    ..Default::default()
+                };
+                for name in macvlan::links_to_look_up(&req) {
+                    if let Some(link) = inner.exec.host().link(&name)? {
+                        facts.link_mtus.insert(name, link.mtu);
+                    }
+                }
+                let others: Vec<&Network> = inner.networks.values().collect();
+                DriverConfig::Macvlan {
+                    macvlan: macvlan::decide(&req, &id, &others, &facts)?,
+                }
+            }
             d => {
                 return Err(invalid(format!(
-                    "network driver {d:?} is not supported: reef networks use the bridge driver"
+                    "network driver {d:?} is not supported: reef has the bridge and macvlan drivers"
                 )))
             }
+        };
+        let internal = match driver {
+            DriverConfig::Macvlan { .. } => macvlan::is_internal(&req),
+            _ => req.internal,
+        };
+        let net = Network {
+            id: id.clone(),
+            name: req.name,
+            driver,
+            internal,
+            labels: req.labels,
+            options: req.options,
+            created: crate::clock::rfc3339(crate::clock::now_nanos()),
+        };
+        // Record first: a crash after this leaves a network whose objects start-up
+        // re-creates, never an object no record accounts for.
+        inner.store.commit(&[Change::PutNetwork(net.clone())])?;
+        let plan = self.network_plan(&net);
+        if let Err(e) = inner.exec.apply_plan(&plan) {
+            inner.store.commit(&[Change::DeleteNetwork(id.clone())])?;
+            return Err(e.into());
         }
+        inner.networks.insert(id.clone(), net.clone());
+        if let Some(addr) = net.driver.endpoints().and_then(|d| d.dns_address()) {
+            if let Err(e) = self.dns_listen(addr) {
+                tracing::warn!(network = %id, error = %e, "embedded DNS cannot listen on the gateway");
+            }
+        }
+        self.publish_dns(&inner);
+        Ok(id)
+    }
+
+    /// The bridge of a new bridge network, from its options.
+    fn decide_bridge(
+        &self,
+        inner: &mut Inner,
+        req: &NetworkCreate,
+        id: &str,
+    ) -> Result<BridgeNetwork> {
         parse_bool_opt(&req.options, OPT_ICC)?;
         parse_bool_opt(&req.options, OPT_MASQ)?;
         let mtu = match req.options.get(OPT_MTU) {
@@ -151,50 +190,16 @@ impl Engine {
                 ))
             })?;
         }
-        let in_use = self.subnets_in_use(&mut inner, None)?;
-        let subnet = match req.subnet {
-            Some(s) => {
-                let s = s.trunc();
-                if let Some(n) = inner.networks.values().find(|n| {
-                    n.bridge
-                        .as_ref()
-                        .is_some_and(|b| ipam::overlaps(b.subnet, s))
-                }) {
-                    return Err(EngineError::Conflict(format!(
-                        "invalid pool request: Pool overlaps with other one on this address space: {s} overlaps network {}",
-                        n.name
-                    )));
-                }
-                s
-            }
-            None => ipam::choose_subnet(&in_use).map_err(|e| invalid(e.to_string()))?,
-        };
-        let gateway = match req.gateway {
-            Some(gw)
-                if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() =>
-            {
-                return Err(invalid(format!(
-                    "no matching subnet for gateway {gw}: it is not a host address of {subnet}"
-                )))
-            }
-            Some(gw) => gw,
-            None => ipam::first_host(subnet),
-        };
-        if let Some(r) = req.ip_range {
-            if !subnet.contains(&r) {
-                return Err(invalid(format!(
-                    "--ip-range {r} is not within subnet {subnet}"
-                )));
-            }
-        }
-        let id = self.host.random_id();
+        let in_use = self.subnets_in_use(inner, None)?;
+        let others: Vec<&Network> = inner.networks.values().collect();
+        let (subnet, gateway) = reef_core::driver::choose_addresses(req, &others, &in_use)?;
         let ifname = match req.options.get(OPT_BRIDGE_NAME) {
             Some(n) => {
                 names::validate_ifname(n).map_err(|e| invalid(e.to_string()))?;
                 let taken = inner
                     .networks
                     .values()
-                    .any(|o| o.bridge.as_ref().is_some_and(|b| &b.ifname == n))
+                    .any(|o| o.bridge().is_some_and(|b| &b.ifname == n))
                     || matches!(inner.exec.host().link(n), Ok(Some(_)));
                 if taken {
                     return Err(EngineError::Conflict(format!(
@@ -203,9 +208,9 @@ impl Engine {
                 }
                 n.clone()
             }
-            None => names::user_bridge_name(&id),
+            None => names::user_bridge_name(id),
         };
-        let br = BridgeNetwork {
+        Ok(BridgeNetwork {
             ifname,
             subnet,
             gateway,
@@ -215,38 +220,17 @@ impl Engine {
             ip_range: req.ip_range.map(|r| r.trunc()),
             mtu,
             owned: true,
-        };
-        let net = Network {
-            id: id.clone(),
-            name: req.name,
-            driver: "bridge".into(),
-            bridge: Some(br.clone()),
-            internal: req.internal,
-            labels: req.labels,
-            options: req.options,
-            created: crate::clock::rfc3339(crate::clock::now_nanos()),
-        };
-        // Record first: a crash after this leaves a network whose bridge start-up re-creates,
-        // never a bridge no record accounts for.
-        inner.store.commit(&[Change::PutNetwork(net.clone())])?;
-        let plan = self.network_plan(&net);
-        if let Err(e) = inner.exec.apply_plan(&plan) {
-            inner.store.commit(&[Change::DeleteNetwork(id.clone())])?;
-            return Err(e.into());
-        }
-        inner.networks.insert(id.clone(), net);
-        if let Err(e) = self.dns_listen(&br) {
-            tracing::warn!(network = %id, error = %e, "embedded DNS cannot listen on the gateway");
-        }
-        self.publish_dns(&inner);
-        Ok(id)
+        })
     }
 
-    /// Bridge, address, sysctls and firewall elements of a new network.
+    /// A new network's own objects: its driver's, and for a bridge the sysctls and
+    /// firewall elements.
     fn network_plan(&self, net: &Network) -> Plan {
-        let br = net.bridge.as_ref().expect("bridge network");
-        let mut plan = plan::bridge_setup(br, false);
-        if self.cfg.iptables {
+        let Some(driver) = net.driver.endpoints() else {
+            return Plan::default();
+        };
+        let mut plan = driver.plan_up(false);
+        if let (Some(br), true) = (net.bridge(), self.cfg.iptables) {
             plan.steps.push(Step {
                 op: Op::Sysctl {
                     ns: NsRef::Host,
@@ -298,27 +282,26 @@ impl Engine {
                 users.join(", ")
             )));
         }
-        let br = net.bridge.as_ref().expect("bridge network");
         // Record first; the kernel work after it is what `reef system gc` and the next
         // start-up finish if it is cut off (an unrecorded bridge of reef's is removed then).
         inner
             .store
             .commit(&[Change::DeleteNetwork(net.id.clone())])?;
         inner.networks.remove(&net.id);
-        self.dns_unlisten(br.gateway);
+        let Some(driver) = net.driver.endpoints() else {
+            return Ok(());
+        };
+        if let Some(addr) = driver.dns_address() {
+            self.dns_unlisten(addr);
+        }
         let mut ops = Vec::new();
-        if self.cfg.iptables {
+        if self.cfg.iptables && net.bridge().is_some() {
             ops.push(Op::FirewallDelete(reef_core::firewall::Elements {
                 networks: vec![self.network_rule(net)],
                 ..Default::default()
             }));
         }
-        if br.owned {
-            ops.push(Op::DeleteLink {
-                ns: NsRef::Host,
-                name: br.ifname.clone(),
-            });
-        }
+        ops.extend(driver.plan_down().steps.into_iter().map(|s| s.op));
         for op in ops {
             if let Err(e) = inner.exec.apply(&op) {
                 tracing::warn!(op = %op, error = %e, "network removal step failed");
@@ -357,12 +340,12 @@ impl Engine {
         let mut inner = self.lock();
         let net = self.find_network(&inner, net_key)?.clone();
         let mut c = self.find_in(&inner, ctr_key)?.clone();
-        if net.bridge.is_none() {
+        let Some(driver) = net.driver.endpoints() else {
             return Err(invalid(format!(
                 "container cannot be connected to the {} network",
                 net.name
             )));
-        }
+        };
         let mode = c
             .spec
             .network_mode
@@ -425,9 +408,9 @@ impl Engine {
                 ..ep.clone()
             });
             self.put(&mut inner, pending)?;
-            let mut steps = plan::attach(net.bridge.as_ref().expect("bridge"), &ep, sandbox);
+            let mut steps = driver.plan_join(&ep, sandbox);
             let identity = reef_core::firewall::Elements {
-                endpoints: vec![super::lifecycle::endpoint_rule(&ep)],
+                endpoints: super::lifecycle::endpoint_rule(&ep).into_iter().collect(),
                 ..Default::default()
             };
             if self.cfg.iptables {
@@ -443,7 +426,7 @@ impl Engine {
             c.endpoints.push(ep);
         } else if let Some(ip) = ip {
             // A stopped container gets its address at start; check the request now.
-            self.address_space(net.bridge.as_ref().expect("bridge"))?
+            self.address_space(&net)?
                 .allocate(&self.allocated_on(&inner, &net.id), Some(ip))
                 .map_err(|e| invalid(e.to_string()))?;
         }
@@ -488,12 +471,14 @@ impl Engine {
                     .firewall
                     .endpoints
                     .iter()
-                    .filter(|e| e.port == ep.host_ifname)
+                    .filter(|e| Some(&e.port) == ep.host_ifname.as_ref())
                     .cloned()
                     .collect(),
                 ..Default::default()
             };
-            c.firewall.endpoints.retain(|e| e.port != ep.host_ifname);
+            c.firewall
+                .endpoints
+                .retain(|e| Some(&e.port) != ep.host_ifname.as_ref());
             if pos == 0 {
                 gone.ports = std::mem::take(&mut c.firewall.ports);
                 gone.links = std::mem::take(&mut c.firewall.links);
@@ -518,30 +503,59 @@ impl Engine {
                     tracing::warn!(%id, error = %e, "disconnect: firewall elements stay until the next sync");
                 }
             }
-            // The container's end leaves its name at once (a reconnect must not meet it)
-            // and goes down; the pair is deleted in the background, as at teardown.
-            let parked = sandbox.is_some_and(|sandbox| {
-                let park = Op::ParkLink {
-                    ns: NsRef::Sandbox(sandbox.into()),
-                    name: ep.ifname.clone(),
-                    parked: names::parked_ifname(&ep.host_ifname),
-                };
-                inner
-                    .exec
-                    .apply(&park)
-                    .map_err(|e| tracing::warn!(%id, error = %e, "disconnect: cannot park the interface"))
-                    .is_ok()
-            });
-            if parked {
-                self.reaper.delete_link(ep.host_ifname.clone());
-            } else if let Err(e) = inner.exec.apply(&Op::DeleteLink {
-                ns: NsRef::Host,
-                name: ep.host_ifname.clone(),
-            }) {
-                tracing::warn!(%id, error = %e, "disconnect: the veth pair stays until start-up removes it");
+            match (&ep.host_ifname, sandbox) {
+                (Some(host_end), sandbox) => {
+                    self.release_veth(&mut inner, &id, &ep, host_end, sandbox)
+                }
+                // Nothing of it outside the sandbox (macvlan): delete it there.
+                (None, Some(sandbox)) => {
+                    let op = Op::DeleteLink {
+                        ns: NsRef::Sandbox(sandbox.into()),
+                        name: ep.ifname.clone(),
+                    };
+                    if let Err(e) = inner.exec.apply(&op) {
+                        tracing::warn!(%id, error = %e, "disconnect: cannot delete the interface");
+                    }
+                }
+                (None, None) => {}
             }
         }
         self.publish_dns_container(&inner, &id);
         Ok(())
+    }
+
+    /// Take a disconnected bridge endpoint's veth pair away: the container's end leaves
+    /// its name at once (a reconnect must not meet it) and goes down; the pair is deleted
+    /// in the background, as at teardown.
+    fn release_veth(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        ep: &Endpoint,
+        host_end: &str,
+        sandbox: Option<String>,
+    ) {
+        let parked = sandbox.is_some_and(|sandbox| {
+            let park = Op::ParkLink {
+                ns: NsRef::Sandbox(sandbox.into()),
+                name: ep.ifname.clone(),
+                parked: names::parked_ifname(host_end),
+            };
+            inner
+                .exec
+                .apply(&park)
+                .map_err(
+                    |e| tracing::warn!(%id, error = %e, "disconnect: cannot park the interface"),
+                )
+                .is_ok()
+        });
+        if parked {
+            self.reaper.delete_link(host_end.to_string());
+        } else if let Err(e) = inner.exec.apply(&Op::DeleteLink {
+            ns: NsRef::Host,
+            name: host_end.to_string(),
+        }) {
+            tracing::warn!(%id, error = %e, "disconnect: the veth pair stays until start-up removes it");
+        }
     }
 }

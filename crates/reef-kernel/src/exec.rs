@@ -199,6 +199,32 @@ impl Executor {
                 }
                 Ok(())
             }
+            Op::CreateMacvlan {
+                name,
+                parent,
+                mode,
+                sandbox,
+                mac,
+                mtu,
+            } => {
+                let sb = sandbox_entry(&mut self.sandboxes, sandbox)?;
+                self.host
+                    .create_macvlan(name, parent, *mode, &sb.ns, *mac, *mtu)
+                    .map_err(|e| in_ns(e, sandbox, false))?;
+                // IPv4-only, as the veths are (see CreateVeth); set while the link is down.
+                let inside = NsRef::Sandbox(sandbox.clone());
+                let off = self.with_netlink(&inside, |nl| nl.set_no_ipv6_addresses(name));
+                if off.is_err() {
+                    let _ = self.with_netlink(&inside, |nl| nl.delete_link(name));
+                }
+                off
+            }
+            Op::CreateVlan {
+                name,
+                parent,
+                vlan_id,
+            } => self.host.create_vlan(name, parent, *vlan_id),
+            Op::CreateDummy { name } => self.host.create_dummy(name),
             Op::DeleteLink { ns, name } => {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
             }

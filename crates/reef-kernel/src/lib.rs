@@ -18,7 +18,7 @@ pub mod sysctl;
 
 pub use error::KernelError;
 pub use exec::Executor;
-pub use netlink::{AddrInfo, LinkInfo, MacvlanMode, Netlink, RouteInfo};
+pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo};
 pub use netns::Netns;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ fn endpoint(n: u8) -> Endpoint {
     let id = format!("{n:02x}").repeat(32);
     let ip = std::net::Ipv4Addr::new(10, 98, 0, 10 + n);
     Endpoint {
-        host_ifname: names::veth_name(&id),
+        host_ifname: Some(names::veth_name(&id)),
         id,
         network_id: "ab".repeat(32),
         ifname: "eth0".into(),
@@ -105,7 +105,11 @@ fn sandbox_create_and_attach_for_real() {
         let br = ex.host().link("rk-br1").unwrap().unwrap();
         assert!(br.up);
         assert_eq!(br.mtu, 1450);
-        let veth = ex.host().link(&ep1.host_ifname).unwrap().unwrap();
+        let veth = ex
+            .host()
+            .link(ep1.host_ifname.as_deref().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(veth.kind.as_deref(), Some("veth"));
         assert_eq!(
             veth.alias.as_deref().and_then(names::endpoint_from_alias),
@@ -152,13 +156,17 @@ fn sandbox_create_and_attach_for_real() {
         }
 
         // Tear down: detach removes both ends, sandbox_delete the namespace.
-        ex.apply_plan(&plan::detach(&ep1)).unwrap();
+        ex.apply_plan(&plan::detach(&ep1, PathBuf::new())).unwrap();
         ex.apply_plan(&plan::sandbox_delete(sb1.clone())).unwrap();
-        assert!(ex.host().link(&ep1.host_ifname).unwrap().is_none());
+        assert!(ex
+            .host()
+            .link(ep1.host_ifname.as_deref().unwrap())
+            .unwrap()
+            .is_none());
         assert!(!netns::is_bound(&sb1) && !sb1.exists());
         // Deleting the sandbox alone takes its veth pair with it.
         ex.apply_plan(&plan::sandbox_delete(sb2.clone())).unwrap();
-        wait_until_gone(&mut ex, &ep2.host_ifname);
+        wait_until_gone(&mut ex, ep2.host_ifname.as_deref().unwrap());
         assert!(!sb2.exists());
         assert_eq!(host_links(&mut ex), vec!["rk-br1".to_string()]);
         assert!(mounts_under(&tmp.path).is_empty());
@@ -197,7 +205,10 @@ fn injected_failure_at_every_step_rolls_back_completely() {
             // Nothing of the attempt is left: the veth went with its undo, the sandbox
             // with its own.
             assert!(
-                ex.host().link(&ep.host_ifname).unwrap().is_none(),
+                ex.host()
+                    .link(ep.host_ifname.as_deref().unwrap())
+                    .unwrap()
+                    .is_none(),
                 "step {n}"
             );
             assert!(!netns::is_bound(&sb) && !sb.exists(), "step {n}");
@@ -207,9 +218,13 @@ fn injected_failure_at_every_step_rolls_back_completely() {
         ex.fail_after(Some(p.steps.len()));
         ex.apply_plan(&p).unwrap();
         ex.fail_after(None);
-        assert!(ex.host().link(&ep.host_ifname).unwrap().is_some());
+        assert!(ex
+            .host()
+            .link(ep.host_ifname.as_deref().unwrap())
+            .unwrap()
+            .is_some());
         assert!(mounts_under(&tmp.path) == vec![sb.clone()]);
-        ex.apply_plan(&plan::detach(&ep)).unwrap();
+        ex.apply_plan(&plan::detach(&ep, PathBuf::new())).unwrap();
         ex.apply_plan(&plan::sandbox_delete(sb)).unwrap();
     });
 }
@@ -227,8 +242,10 @@ fn real_failure_rolls_back_and_keeps_the_errno() {
         assert!(err.is_not_found(), "{err}");
         assert_eq!(err.errno(), Some(libc::ENODEV));
         assert!(
-            err.to_string()
-                .starts_with(&format!("ip link set {} master rk-missing", ep.host_ifname)),
+            err.to_string().starts_with(&format!(
+                "ip link set {} master rk-missing",
+                ep.host_ifname.as_deref().unwrap()
+            )),
             "{err}"
         );
         assert!(host_links(&mut ex).is_empty());
@@ -236,7 +253,9 @@ fn real_failure_rolls_back_and_keeps_the_errno() {
 
         // An existing veth name: CreateVeth fails with EEXIST; only the sandbox is undone,
         // and the foreign link is left alone.
-        ex.host().create_bridge(&ep.host_ifname, 1500).unwrap();
+        ex.host()
+            .create_bridge(ep.host_ifname.as_deref().unwrap(), 1500)
+            .unwrap();
         let err = ex
             .apply_plan(&start_plan(&network("rk-x"), &ep, &sb))
             .unwrap_err();
@@ -245,7 +264,7 @@ fn real_failure_rolls_back_and_keeps_the_errno() {
             err.to_string().contains(&format!("netns {}", sb.display())),
             "{err}"
         );
-        assert_eq!(host_links(&mut ex), vec![ep.host_ifname.clone()]);
+        assert_eq!(host_links(&mut ex), vec![ep.host_ifname.clone().unwrap()]);
         assert!(!sb.exists());
     });
 }

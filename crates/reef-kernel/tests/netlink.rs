@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{isolated, TempDir};
 use ipnet::IpNet;
-use reef_kernel::{netns, KernelError, LinkInfo, MacvlanMode, Netlink, Netns};
+use reef_core::model::MacvlanMode;
+use reef_kernel::{netns, KernelError, LinkInfo, Netlink, Netns};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -266,9 +267,9 @@ fn macvlan_into_namespaces_modes_and_traffic() {
             netns::create_bound(&p3).unwrap(),
         );
         let (mac1, mac2) = ([0x02, 0x42, 10, 97, 0, 2], [0x02, 0x42, 10, 97, 0, 3]);
-        nl.create_macvlan("eth0", "eth0", MacvlanMode::Bridge, &sb1, mac1, 1400)
+        nl.create_macvlan("eth0", "eth0", MacvlanMode::Bridge, &sb1, mac1, Some(1400))
             .unwrap();
-        nl.create_macvlan("mv1", "eth0", MacvlanMode::Bridge, &sb2, mac2, 1400)
+        nl.create_macvlan("mv1", "eth0", MacvlanMode::Bridge, &sb2, mac2, Some(1400))
             .unwrap();
 
         // Nothing landed here; the parent is untouched.
@@ -325,7 +326,7 @@ fn macvlan_into_namespaces_modes_and_traffic() {
             MacvlanMode::Private,
             &sb3,
             [2, 0, 0, 0, 3, 1],
-            1500,
+            None,
         )
         .unwrap();
         nl.create_macvlan(
@@ -334,10 +335,13 @@ fn macvlan_into_namespaces_modes_and_traffic() {
             MacvlanMode::Vepa,
             &sb3,
             [2, 0, 0, 0, 3, 2],
-            1500,
+            Some(1500),
         )
         .unwrap();
         assert!(ip_details(&p3, "mv-priv").contains("macvlan mode private"));
+        // No MTU given: the parent's.
+        let mut c3_early = Netlink::open_in(&sb3).unwrap();
+        assert_eq!(must_link(&mut c3_early, "mv-priv").mtu, parent.mtu);
         assert!(ip_details(&p3, "mv-vepa").contains("macvlan mode vepa"));
         // passthru wants the parent to itself, and takes over the parent's MAC.
         let busy = nl
@@ -347,7 +351,7 @@ fn macvlan_into_namespaces_modes_and_traffic() {
                 MacvlanMode::Passthru,
                 &sb3,
                 [2, 0, 0, 0, 3, 3],
-                1500,
+                Some(1500),
             )
             .unwrap_err();
         assert_eq!(busy.errno(), Some(libc::EINVAL), "{busy}");
@@ -366,7 +370,7 @@ fn macvlan_into_namespaces_modes_and_traffic() {
             MacvlanMode::Passthru,
             &sb3,
             [2, 0, 0, 0, 3, 3],
-            1500,
+            Some(1500),
         )
         .unwrap();
         assert!(ip_details(&p3, "mv-pt").contains("macvlan mode passthru"));
@@ -386,7 +390,7 @@ fn macvlan_into_namespaces_modes_and_traffic() {
                 MacvlanMode::Bridge,
                 &sb1,
                 [2, 0, 0, 0, 1, 9],
-                1400,
+                Some(1400),
             )
             .unwrap_err();
         assert!(dup.is_exists(), "{dup}");
@@ -409,7 +413,7 @@ fn macvlan_into_namespaces_modes_and_traffic() {
                 MacvlanMode::Bridge,
                 &sb2,
                 [2, 0, 0, 0, 2, 9],
-                9000,
+                Some(9000),
             )
             .unwrap_err();
         assert_eq!(big.errno(), Some(libc::EINVAL), "{big}");
@@ -440,7 +444,7 @@ fn macvlan_without_parent_fails_cleanly() {
                 MacvlanMode::Bridge,
                 &sb,
                 [2, 0, 0, 0, 0, 5],
-                1500,
+                Some(1500),
             )
             .unwrap_err();
         assert!(err.is_not_found(), "{err}");
@@ -507,6 +511,30 @@ fn vlan_without_8021q_says_so() {
             let err = nl.create_vlan("eth0.x", "eth0", bad).unwrap_err();
             assert!(matches!(err, KernelError::Invalid { .. }), "{err}");
             assert!(err.to_string().contains("out of range 1-4094"), "{err}");
+        }
+    });
+}
+
+#[test]
+fn dummy_links_or_a_clear_error() {
+    isolated(|| {
+        let mut nl = Netlink::open().unwrap();
+        match nl.create_dummy("dm-rktest") {
+            Ok(()) => {
+                let l = must_link(&mut nl, "dm-rktest");
+                assert_eq!(l.kind.as_deref(), Some("dummy"));
+                nl.delete_link("dm-rktest").unwrap();
+            }
+            // This machine's kernel has no dummy driver: the error must say so.
+            Err(e) => {
+                assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
+                assert!(
+                    e.to_string()
+                        .contains("the kernel has no dummy interface support (module dummy): cannot create dm-rktest"),
+                    "{e}"
+                );
+                assert!(nl.link("dm-rktest").unwrap().is_none());
+            }
         }
     });
 }

@@ -234,7 +234,7 @@ pub struct ExecArgs {
 pub enum NetworkCommand {
     /// Create a network.
     Create {
-        /// Driver (bridge).
+        /// Driver: bridge or macvlan.
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
         /// Subnet in CIDR form.
@@ -252,7 +252,8 @@ pub enum NetworkCommand {
         /// Label KEY=VALUE.
         #[arg(long)]
         label: Vec<String>,
-        /// Driver option KEY=VALUE (com.docker.network.bridge.name, ...enable_icc, ...).
+        /// Driver option KEY=VALUE (bridge: com.docker.network.bridge.name, ...enable_icc,
+        /// ...; macvlan: parent=IFACE[.VLAN], macvlan_mode=bridge|private|vepa|passthru).
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// Name.

@@ -13,11 +13,10 @@ use super::Netlink;
 use crate::KernelError;
 
 mod bridge;
+mod dummy;
 mod macvlan;
 mod veth;
 mod vlan;
-
-pub use self::macvlan::{MacvlanMode, ParseMacvlanModeError};
 
 // Message type from <linux/rtnetlink.h>.
 const RTM_NEWLINK: u16 = 16;

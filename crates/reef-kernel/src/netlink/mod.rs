@@ -41,7 +41,7 @@ mod link;
 mod route;
 
 pub use self::addr::AddrInfo;
-pub use self::link::{LinkInfo, MacvlanMode, ParseMacvlanModeError};
+pub use self::link::LinkInfo;
 pub use self::route::RouteInfo;
 
 /// Receive buffer size. The kernel sizes dump datagrams from the reader's buffer, up to

@@ -19,13 +19,12 @@ fn invalid(m: impl Into<String>) -> ApiError {
 
 fn resource(n: &Network, containers: &[Container]) -> NetworkResource {
     let config = n
-        .bridge
-        .as_ref()
-        .map(|b| {
+        .pool()
+        .map(|p| {
             vec![IpamConfig {
-                subnet: b.subnet.to_string(),
-                ip_range: b.ip_range.map(|r| r.to_string()).unwrap_or_default(),
-                gateway: b.gateway.to_string(),
+                subnet: p.subnet.to_string(),
+                ip_range: p.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                gateway: p.gateway.to_string(),
             }]
         })
         .unwrap_or_default();
@@ -51,7 +50,7 @@ fn resource(n: &Network, containers: &[Container]) -> NetworkResource {
         .collect();
     let mut options = n.options.clone();
     if n.name == reef_core::names::DEFAULT_NETWORK {
-        if let Some(b) = &n.bridge {
+        if let Some(b) = n.bridge() {
             options.insert("com.docker.network.bridge.name".into(), b.ifname.clone());
             options.insert(
                 "com.docker.network.bridge.default_bridge".into(),
@@ -64,7 +63,7 @@ fn resource(n: &Network, containers: &[Container]) -> NetworkResource {
         id: n.id.clone(),
         created: n.created.clone(),
         scope: "local".into(),
-        driver: n.driver.clone(),
+        driver: n.driver_name().into(),
         enable_ipv6: false,
         ipam: Ipam {
             driver: "default".into(),

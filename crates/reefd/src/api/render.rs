@@ -27,7 +27,7 @@ pub fn inspect(c: &Container, nets: &BTreeMap<String, Network>, paths: &Paths) -
         // container's default route goes through another network.
         let gw = ep
             .gateway
-            .or_else(|| net.and_then(|n| n.bridge.as_ref()).map(|b| b.gateway))
+            .or_else(|| net.and_then(|n| n.bridge()).map(|b| b.gateway))
             .map(|g| g.to_string())
             .unwrap_or_default();
         if name == reef_core::names::DEFAULT_NETWORK || settings.ip_address.is_empty() {

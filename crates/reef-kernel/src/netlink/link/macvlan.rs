@@ -1,9 +1,7 @@
 //! macvlan links: a second MAC address on a parent device, created straight into a
 //! container's namespace (Docker's `macvlan` driver).
 
-use std::fmt;
 use std::os::fd::AsRawFd;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
@@ -12,6 +10,7 @@ use netlink_packet_route::link::{
     MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
+use reef_core::model::MacvlanMode;
 use reef_core::names::format_mac;
 
 use super::missing_kind;
@@ -19,83 +18,18 @@ use crate::netlink::Netlink;
 use crate::netns::Netns;
 use crate::KernelError;
 
-/// How a macvlan link talks to its siblings on the same parent (`IFLA_MACVLAN_MODE`). The
-/// names are Docker's `macvlan_mode` option words (and `ip link ... type macvlan mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MacvlanMode {
-    /// `bridge` (Docker's default): siblings reach each other directly, inside the parent.
-    #[default]
-    Bridge,
-    /// `private`: siblings cannot reach each other at all, not even through a reflecting
-    /// switch.
-    Private,
-    /// `vepa`: sibling traffic goes out the parent and needs a hairpinning switch to come
-    /// back.
-    Vepa,
-    /// `passthru`: the one macvlan of the parent takes over the parent (and its MAC).
-    Passthru,
+/// ` mtu N` of the `ip` command an error names, when an MTU is set.
+fn mtu_words(mtu: Option<u32>) -> String {
+    mtu.map(|m| format!(" mtu {m}")).unwrap_or_default()
 }
 
-impl MacvlanMode {
-    /// Every mode, in Docker's order.
-    pub const ALL: [MacvlanMode; 4] = [
-        MacvlanMode::Bridge,
-        MacvlanMode::Private,
-        MacvlanMode::Vepa,
-        MacvlanMode::Passthru,
-    ];
-
-    /// The word Docker and `ip` use: `bridge`, `private`, `vepa`, `passthru`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MacvlanMode::Bridge => "bridge",
-            MacvlanMode::Private => "private",
-            MacvlanMode::Vepa => "vepa",
-            MacvlanMode::Passthru => "passthru",
-        }
-    }
-
-    fn to_netlink(self) -> MacVlanMode {
-        match self {
-            MacvlanMode::Bridge => MacVlanMode::Bridge,
-            MacvlanMode::Private => MacVlanMode::Private,
-            MacvlanMode::Vepa => MacVlanMode::Vepa,
-            MacvlanMode::Passthru => MacVlanMode::Passthrough,
-        }
-    }
-}
-
-impl fmt::Display for MacvlanMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A word that is not a macvlan mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseMacvlanModeError(pub String);
-
-impl fmt::Display for ParseMacvlanModeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid macvlan mode {:?}: expected bridge, private, vepa or passthru",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ParseMacvlanModeError {}
-
-impl FromStr for MacvlanMode {
-    type Err = ParseMacvlanModeError;
-
-    /// Exactly Docker's words (lower case, as its driver compares them).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MacvlanMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| ParseMacvlanModeError(s.to_string()))
+/// The kernel's word for a mode.
+fn to_netlink(mode: MacvlanMode) -> MacVlanMode {
+    match mode {
+        MacvlanMode::Bridge => MacVlanMode::Bridge,
+        MacvlanMode::Private => MacVlanMode::Private,
+        MacvlanMode::Vepa => MacVlanMode::Vepa,
+        MacvlanMode::Passthru => MacVlanMode::Passthrough,
     }
 }
 
@@ -122,12 +56,13 @@ impl Netlink {
         mode: MacvlanMode,
         peer_ns: &Netns,
         mac: [u8; 6],
-        mtu: u32,
+        mtu: Option<u32>,
     ) -> Result<(), KernelError> {
         let op = || {
             format!(
-                "ip link add {name} link {parent} address {} mtu {mtu} netns <fd> type macvlan mode {mode}",
-                format_mac(mac)
+                "ip link add {name} link {parent} address {}{} netns <fd> type macvlan mode {mode}",
+                format_mac(mac),
+                mtu_words(mtu)
             )
         };
         let parent_index = self.index_of(parent, &op)?;
@@ -152,7 +87,7 @@ impl Netlink {
         mode: MacvlanMode,
         peer_ns: &Netns,
         mac: [u8; 6],
-        mtu: u32,
+        mtu: Option<u32>,
         exists: KernelError,
     ) -> Result<(), KernelError> {
         let serial = TMP_SERIAL.fetch_add(1, Ordering::Relaxed);
@@ -164,8 +99,9 @@ impl Netlink {
         );
         let tmp_op = || {
             format!(
-                "ip link add {tmp} link {parent} address {} mtu {mtu} netns <fd> type macvlan mode {mode}",
-                format_mac(mac)
+                "ip link add {tmp} link {parent} address {}{} netns <fd> type macvlan mode {mode}",
+                format_mac(mac),
+                mtu_words(mtu)
             )
         };
         self.new_macvlan(&tmp, parent_index, mode, peer_ns, mac, mtu, &tmp_op)
@@ -195,48 +131,28 @@ impl Netlink {
         mode: MacvlanMode,
         peer_ns: &Netns,
         mac: [u8; 6],
-        mtu: u32,
+        mtu: Option<u32>,
         op: &dyn Fn() -> String,
     ) -> Result<(), KernelError> {
         let mut msg = LinkMessage::default();
         msg.attributes = vec![
             LinkAttribute::IfName(name.into()),
             LinkAttribute::Link(parent_index),
-            LinkAttribute::Mtu(mtu),
             LinkAttribute::Address(mac.to_vec()),
             LinkAttribute::NetNsFd(peer_ns.as_fd().as_raw_fd()),
             LinkAttribute::LinkInfo(vec![
                 NlLinkInfo::Kind(InfoKind::MacVlan),
-                NlLinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                    mode.to_netlink(),
-                )])),
+                NlLinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(to_netlink(mode))])),
             ]),
         ];
+        // Without one the kernel gives the link its parent's MTU.
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
         self.change(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
             op,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_round_trip_docker_words() {
-        for m in MacvlanMode::ALL {
-            assert_eq!(m.to_string().parse::<MacvlanMode>(), Ok(m));
-        }
-        assert_eq!(MacvlanMode::default(), MacvlanMode::Bridge);
-        assert_eq!("passthru".parse(), Ok(MacvlanMode::Passthru));
-        let err = "Bridge".parse::<MacvlanMode>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid macvlan mode \"Bridge\": expected bridge, private, vepa or passthru"
-        );
-        assert!("passthrough".parse::<MacvlanMode>().is_err());
-        assert!("".parse::<MacvlanMode>().is_err());
     }
 }
