@@ -30,14 +30,14 @@ impl Paths {
     }
 
     /// Create the directories and make the sandbox directory a shared mount point.
-    pub fn prepare(&self) -> Result<()> {
+    pub fn prepare(&self, kernel: &mut dyn reef_kernel::Kernel) -> Result<()> {
         for d in [
             self.data_root.join("containers"),
             self.exec_root.join("containers"),
         ] {
             std::fs::create_dir_all(&d).map_err(io_err(format!("mkdir {}", d.display())))?;
         }
-        reef_kernel::netns::prepare_netns_dir(&self.netns_dir())?;
+        kernel.prepare_sandbox_dir(&self.netns_dir())?;
         Ok(())
     }
 

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use reef_core::config::DaemonConfig;
 use reef_core::model::{Container, ContainerSpec, Network, NetworkMode, Status};
 use reef_core::{etc, names};
-use reef_kernel::exec::Executor;
+use reef_kernel::Kernel;
 use reef_runtime::{ShimCommand, SpareShim};
-use reef_store::{Change, Store};
+use reef_store::{Change, StateStore};
 use tokio::sync::broadcast;
 
 pub use files::Paths;
@@ -104,8 +104,8 @@ pub struct ExitEvent {
 
 /// The state the lock guards.
 pub(crate) struct Inner {
-    pub store: Store,
-    pub exec: Executor,
+    pub store: Box<dyn StateStore>,
+    pub exec: Box<dyn Kernel>,
     pub networks: BTreeMap<String, Network>,
     pub containers: BTreeMap<String, Container>,
 }
@@ -132,8 +132,9 @@ pub struct Engine {
     pub(crate) paths: Paths,
     pub(crate) inner: Mutex<Inner>,
     pub(crate) exits: broadcast::Sender<ExitEvent>,
-    /// Starts container processes: one shim is kept started ahead of time.
-    pub(crate) shim: Arc<SpareShim>,
+    /// Starts container processes: one shim is kept started ahead of time. `None` for an
+    /// engine that manages networks only (a test's).
+    pub(crate) shim: Option<Arc<SpareShim>>,
     pub(crate) host: Box<dyn HostFacts>,
     pub(crate) rt: tokio::runtime::Handle,
     /// Test hook: make the next plans fail after this many steps (REEF_FAIL_AFTER_STEP).
@@ -166,14 +167,16 @@ impl Engine {
     /// networks and reconcile the kernel with the state.
     pub fn start(
         cfg: DaemonConfig,
-        store: Store,
-        exec: Executor,
-        shim: ShimCommand,
+        store: Box<dyn StateStore>,
+        exec: Box<dyn Kernel>,
+        shim: Option<ShimCommand>,
         host: Box<dyn HostFacts>,
         rt: tokio::runtime::Handle,
     ) -> Result<Arc<Engine>> {
+        let mut exec = exec;
         let paths = Paths::new(&cfg);
-        paths.prepare()?;
+        paths.prepare(exec.as_mut())?;
+        let reaper = reaper::Reaper::start(exec.link_reaper()?)?;
         let snap = store.load()?;
         let inner = Inner {
             store,
@@ -199,13 +202,16 @@ impl Engine {
             exits: broadcast::channel(1024).0,
             // Engine::start runs on a thread of the daemon's own network namespace, which the
             // spare shims' thread inherits (host-mode containers run in it).
-            shim: SpareShim::start(shim).map_err(io_err("start the spare shim thread"))?,
+            shim: shim
+                .map(SpareShim::start)
+                .transpose()
+                .map_err(io_err("start the spare shim thread"))?,
             host,
             rt,
             fail_after_step,
             removed_exits: Mutex::default(),
             remove_on_exit: Mutex::default(),
-            reaper: reaper::Reaper::start()?,
+            reaper,
             dns: reef_dns::DnsServer::new(),
             proxies: proxy::Proxies::default(),
         });

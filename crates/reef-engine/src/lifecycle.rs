@@ -140,7 +140,14 @@ impl Engine {
                 std::fs::create_dir_all(&state_dir)
                     .map_err(super::io_err(format!("mkdir {}", state_dir.display())))
             })
-            .and_then(|()| Ok(self.shim.launch(&spec)?));
+            .and_then(|()| {
+                let shim = self.shim.as_ref().ok_or_else(|| {
+                    EngineError::Invalid(
+                        "this engine was started without a container runtime".into(),
+                    )
+                })?;
+                Ok(shim.launch(&spec)?)
+            });
         if launched.is_err() {
             self.proxies.stop(&c.id);
             self.undo_plan(inner, &place.plan);
@@ -567,7 +574,7 @@ impl Engine {
         // holding up this request; their addresses were inside the sandbox, so nothing
         // collides meanwhile.
         for host_end in c.endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
-            if matches!(inner.exec.host().link(host_end), Ok(Some(_))) {
+            if matches!(inner.exec.link(host_end), Ok(Some(_))) {
                 self.reaper.delete_link(host_end.clone());
             }
         }

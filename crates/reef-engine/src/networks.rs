@@ -72,7 +72,11 @@ impl Engine {
             }
         }
         if self.cfg.ip_forward {
-            reef_kernel::sysctl::ensure("net.ipv4.ip_forward", "1")?;
+            inner.exec.apply(&Op::Sysctl {
+                ns: NsRef::Host,
+                key: "net.ipv4.ip_forward".into(),
+                value: "1".into(),
+            })?;
         }
         inner.store.commit(&changes)?;
         for c in changes {
@@ -108,7 +112,7 @@ impl Engine {
         for c in inner.containers.values().filter(|c| c.is_running()) {
             all.extend(&super::lifecycle::container_elements(c));
         }
-        inner.exec.nft()?.run(&firewall::render_sync(&all))?;
+        inner.exec.nft(&firewall::render_sync(&all))?;
         for br in bridges {
             // The host's own 127.0.0.1:PORT is DNATed to a container behind this bridge.
             // A bridge that could not be restored must not keep the daemon from starting.
@@ -183,7 +187,7 @@ impl Engine {
         stored: Option<&Network>,
     ) -> Result<BridgeNetwork> {
         let ifname = names::DEFAULT_BRIDGE.to_string();
-        let host = inner.exec.host();
+        let host = &mut inner.exec;
         let link = host.link(&ifname)?;
         let all_addrs = host.addrs()?;
         let existing_v4: Vec<Ipv4Net> = link
@@ -247,7 +251,7 @@ impl Engine {
 
     /// `-b NAME`: a bridge the user made. reef reads its address and never changes it.
     fn adopt_user_bridge(&self, inner: &mut Inner, name: &str) -> Result<BridgeNetwork> {
-        let host = inner.exec.host();
+        let host = &mut inner.exec;
         let link = host.link(name)?.ok_or_else(|| {
             EngineError::Invalid(format!(
                 "bridge {name:?} not found: create it first (ip link add {name} type bridge) or leave out -b"

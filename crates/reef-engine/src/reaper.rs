@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
-use reef_kernel::Netlink;
+use reef_kernel::LinkReaper;
 
 use super::Result;
 
@@ -23,16 +23,14 @@ pub(crate) struct Reaper {
 }
 
 impl Reaper {
-    /// Start the threads; the link one with its own netlink socket in the calling thread's
-    /// (the host's) namespace.
-    pub(crate) fn start() -> Result<Reaper> {
-        let mut nl = Netlink::open()?;
+    /// Start the threads; the link one deletes with `delete`.
+    pub(crate) fn start(mut delete: LinkReaper) -> Result<Reaper> {
         let (links, rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
             .name("reef-reaper".into())
             .spawn(move || {
                 for name in rx {
-                    match nl.delete_link(&name) {
+                    match delete(&name) {
                         Ok(()) => tracing::debug!(link = %name, "reaped"),
                         Err(e) if e.is_not_found() => {}
                         Err(e) => tracing::warn!(link = %name, error = %e, "cannot delete link"),

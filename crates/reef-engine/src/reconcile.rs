@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use reef_core::model::{Container, Status};
 use reef_core::names;
+use reef_core::plan::{NsRef, Op};
 
 use super::{Engine, Inner, Result};
 
@@ -120,7 +121,7 @@ impl Engine {
             .flat_map(|c| c.endpoints.iter().map(|e| e.id.clone()))
             .collect();
         // One listing serves both passes: removing a veth leaves the bridges as they are.
-        let links = inner.exec.host().links()?;
+        let links = inner.exec.links()?;
         for link in &links {
             let Some(ep) = link.alias.as_deref().and_then(names::endpoint_from_alias) else {
                 continue;
@@ -130,7 +131,10 @@ impl Engine {
                 if !fix {
                     continue;
                 }
-                if let Err(e) = inner.exec.host().delete_link(&link.name) {
+                if let Err(e) = inner.exec.apply(&Op::DeleteLink {
+                    ns: NsRef::Host,
+                    name: link.name.clone(),
+                }) {
                     if !e.is_not_found() {
                         tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned veth");
                     }
@@ -153,7 +157,10 @@ impl Engine {
             {
                 found.push(format!("orphaned bridge {}", link.name));
                 if fix {
-                    if let Err(e) = inner.exec.host().delete_link(&link.name) {
+                    if let Err(e) = inner.exec.apply(&Op::DeleteLink {
+                        ns: NsRef::Host,
+                        name: link.name.clone(),
+                    }) {
                         tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned bridge");
                     }
                 }
@@ -172,7 +179,7 @@ impl Engine {
                     if !fix {
                         continue;
                     }
-                    if let Err(e) = reef_kernel::netns::remove_bound(&path) {
+                    if let Err(e) = inner.exec.apply(&Op::DeleteSandbox { path: path.clone() }) {
                         tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove orphaned sandbox");
                     }
                 }

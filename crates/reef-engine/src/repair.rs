@@ -11,14 +11,16 @@ use reef_core::driver::NetworkDriver;
 use reef_core::firewall;
 use reef_core::model::{Container, DriverConfig, NetworkMode};
 use reef_core::plan::{self, NsRef, Op, Step};
-use reef_kernel::events::{Change, Watcher};
+use reef_kernel::events::Change;
 
 use super::{Engine, Inner, Result};
 
 impl Engine {
     /// Start the drift watcher (a thread with its own netlink subscriptions).
     pub(crate) fn watch_drift(self: &Arc<Self>) -> Result<()> {
-        let mut watcher = Watcher::open(firewall::TABLE)?;
+        let Some(mut watcher) = self.lock().exec.watcher(firewall::TABLE)? else {
+            return Ok(());
+        };
         let engine = Arc::clone(self);
         std::thread::Builder::new()
             .name("reef-drift".into())
@@ -108,9 +110,9 @@ impl Engine {
             .filter_map(|n| n.bridge().cloned())
             .filter(|b| b.owned)
             .collect();
-        let addrs = inner.exec.host().addrs().unwrap_or_default();
+        let addrs = inner.exec.addrs().unwrap_or_default();
         for br in bridges {
-            let exists = match inner.exec.host().link(&br.ifname) {
+            let exists = match inner.exec.link(&br.ifname) {
                 Ok(Some(link)) => {
                     // A crash in the middle of `network create` (or someone's `ip link set
                     // down` / `ip addr flush`) leaves a bridge that is there but unusable.
@@ -188,7 +190,7 @@ impl Engine {
             })
             .collect();
         for mv in parents {
-            let exists = match inner.exec.host().link(&mv.parent) {
+            let exists = match inner.exec.link(&mv.parent) {
                 Ok(Some(link)) if link.up => continue,
                 Ok(Some(_)) => {
                     found.push(format!("macvlan parent {} is down", mv.parent));
@@ -224,7 +226,7 @@ impl Engine {
         let Some(sandbox) = c.sandbox.as_deref().map(Path::new) else {
             return found;
         };
-        if own_sandbox && !reef_kernel::netns::is_bound(sandbox) {
+        if own_sandbox && !inner.exec.sandbox_exists(sandbox) {
             found.push(format!("{}: sandbox {} is gone", c.name, sandbox.display()));
             return found;
         }
@@ -252,15 +254,9 @@ impl Engine {
                 }
                 continue;
             };
-            let bridge_index = inner
-                .exec
-                .host()
-                .link(&br.ifname)
-                .ok()
-                .flatten()
-                .map(|l| l.index);
+            let bridge_index = inner.exec.link(&br.ifname).ok().flatten().map(|l| l.index);
             let alias = reef_core::names::veth_alias(&ep.id);
-            match inner.exec.host().link(&host_end) {
+            match inner.exec.link(&host_end) {
                 Ok(Some(link))
                     if !ep.pending
                         && link.master.is_some()
@@ -317,8 +313,7 @@ impl Engine {
         if self.cfg.iptables {
             let listed = inner
                 .exec
-                .nft()?
-                .run(&format!("list table ip {}\n", firewall::TABLE));
+                .nft(&format!("list table ip {}\n", firewall::TABLE));
             match listed {
                 Err(_) => found.push(format!("nftables table ip {} missing", firewall::TABLE)),
                 Ok(text) => {

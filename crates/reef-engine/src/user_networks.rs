@@ -70,7 +70,7 @@ impl Engine {
         inner: &mut Inner,
         except: Option<&str>,
     ) -> Result<Vec<Ipv4Net>> {
-        let host = inner.exec.host();
+        let host = &mut inner.exec;
         let mut in_use: Vec<Ipv4Net> = host
             .addrs()?
             .iter()
@@ -118,7 +118,7 @@ impl Engine {
                     ..Default::default()
                 };
                 for name in macvlan::links_to_look_up(&req) {
-                    if let Some(link) = inner.exec.host().link(&name)? {
+                    if let Some(link) = inner.exec.link(&name)? {
                         facts.link_mtus.insert(name, link.mtu);
                     }
                 }
@@ -200,7 +200,7 @@ impl Engine {
                     .networks
                     .values()
                     .any(|o| o.bridge().is_some_and(|b| &b.ifname == n))
-                    || matches!(inner.exec.host().link(n), Ok(Some(_)));
+                    || matches!(inner.exec.link(n), Ok(Some(_)));
                 if taken {
                     return Err(EngineError::Conflict(format!(
                         "bridge name {n} is already in use on this host"

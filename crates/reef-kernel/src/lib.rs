@@ -11,6 +11,7 @@
 mod error;
 pub mod events;
 pub mod exec;
+mod kernel;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -18,6 +19,7 @@ pub mod sysctl;
 
 pub use error::KernelError;
 pub use exec::Executor;
+pub use kernel::{Kernel, LinkReaper};
 pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo};
 pub use netns::Netns;
 

@@ -75,6 +75,26 @@ fn db_err(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
     }
 }
 
+/// Where the engine keeps its records: load them all at start, commit changes
+/// atomically. [`Store`] (redb, on this host's disk) is the real one; the shape leaves room
+/// for a store shared by several hosts (cluster-scope networks in etcd).
+pub trait StateStore: Send {
+    /// Every record.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Apply all of `changes` or none.
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+}
+
+impl StateStore for Store {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        Store::load(self)
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        Store::commit(self, changes)
+    }
+}
+
 /// The embedded database.
 pub struct Store {
     db: Database,

@@ -113,7 +113,14 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let cfg_tls = cfg.tls || cfg.tlsverify;
     let rt = tokio::runtime::Handle::current();
     let engine = tokio::task::spawn_blocking(move || {
-        Engine::start(cfg, store, exec, shim, Box::new(crate::host::RealHost), rt)
+        Engine::start(
+            cfg,
+            Box::new(store),
+            Box::new(exec),
+            Some(shim),
+            Box::new(crate::host::RealHost),
+            rt,
+        )
     })
     .await
     .context("engine start-up panicked")??;
