@@ -1,5 +1,6 @@
 //! The container child, between the shim's `fork` and `execve`: join the network namespace,
-//! create UTS and mount namespaces, make `/` a recursive slave, bind-mount the `/etc` files,
+//! create UTS and mount namespaces, make `/` a recursive slave, mount the namespace's own
+//! sysfs on `/sys`, bind-mount the `/etc` files,
 //! set the hostname, set up stdio (pty or pipes), find the program, report to the shim over a
 //! CLOEXEC pipe, optionally wait for the attach "go", and exec.
 //!
@@ -151,6 +152,18 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
     {
         let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
     }
+    // A sysfs of the container's network namespace, read-only as Docker mounts it:
+    // /sys/class/net then lists the container's interfaces (the host's, for host mode),
+    // whatever the /sys reefd itself sees. (A sysfs mount shows the network devices of the
+    // namespace of the process that mounts it.)
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| setup_error("mount a read-only sysfs on /sys", e))?;
     for (src, dst) in &plan.binds {
         mount(
             Some(src.as_path()),

@@ -643,3 +643,61 @@ fn r2_shims_come_from_the_launcher_and_starts_survive_its_loss() {
     assert!(ping(&h, "c", "172.17.0.2"), "c cannot reach a");
     h.reef_ok(&["rm", "-f", "a", "b", "c"]);
 }
+
+/// Issue 12: `/sys` in a container is a read-only sysfs of its own network namespace, as
+/// in Docker: `/sys/class/net` lists its interfaces, with their MTU and MAC.
+#[test]
+fn r12_sys_shows_the_containers_own_interfaces() {
+    let sys_mounts = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(1) == Some("/sys"))
+            .count()
+    };
+    let sys_before = sys_mounts();
+    let mut h = Host::new("sysfs");
+    h.start_daemon(&["--mtu", "1400"]);
+    // The container's first process sees it (not only `reef exec`).
+    let own = h.reef_ok(&["run", "--rm", "sh", "-c", "ls /sys/class/net"]);
+    assert_eq!(own.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+    run_d(&h, &["--name", "s1", "sleep", "1000"]);
+    let listed = h.in_ctr("s1", "ls /sys/class/net").ok("ls");
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
+    assert_eq!(
+        h.in_ctr("s1", "cat /sys/class/net/eth0/mtu").ok("mtu"),
+        "1400"
+    );
+    assert_eq!(
+        h.in_ctr("s1", "cat /sys/class/net/eth0/address").ok("mac"),
+        h.inspect("s1", "{{.NetworkSettings.MacAddress}}")
+    );
+    let mounts = h
+        .in_ctr("s1", "grep ' /sys ' /proc/mounts | tail -n 1")
+        .ok("mounts");
+    // The topmost /sys mount is the container's own, read-only.
+    assert!(mounts.starts_with("sysfs /sys sysfs ro,"), "{mounts}");
+    assert_ne!(h.in_ctr("s1", "echo 1 > /sys/class/net/eth0/mtu").code, 0);
+    // The container's mount stays in its own mount namespace.
+    assert_eq!(sys_mounts(), sys_before, "a /sys mount leaked out");
+
+    run_d(&h, &["--name", "s2", "--network", "none", "sleep", "1000"]);
+    assert_eq!(h.in_ctr("s2", "ls /sys/class/net").ok("ls"), "lo");
+    run_d(
+        &h,
+        &["--name", "s3", "--network", "container:s1", "sleep", "1000"],
+    );
+    let shared = h.in_ctr("s3", "ls /sys/class/net").ok("ls");
+    assert_eq!(
+        shared.split_whitespace().collect::<Vec<_>>(),
+        ["eth0", "lo"]
+    );
+    run_d(&h, &["--name", "s4", "--network", "host", "sleep", "1000"]);
+    assert!(h
+        .in_ctr("s4", "ls /sys/class/net")
+        .ok("ls")
+        .contains("reef0"));
+}
