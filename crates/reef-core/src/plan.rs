@@ -113,6 +113,12 @@ pub enum Op {
         /// The name it gets until it is deleted.
         parked: String,
     },
+    /// Set a host link down and off its bridge, so that it is no port of it from now on
+    /// while the link itself is deleted later. Tolerates absence.
+    ReleaseLink {
+        /// Interface name.
+        name: String,
+    },
     /// Enslave `link` to the bridge `master` (host namespace).
     SetMaster {
         /// Port.
@@ -203,6 +209,7 @@ impl Op {
             | Op::CreateVlan { .. }
             | Op::CreateDummy { .. }
             | Op::SetMaster { .. }
+            | Op::ReleaseLink { .. }
             | Op::SetHairpin { .. }
             | Op::SetMac { .. }
             | Op::FirewallAdd(_)
@@ -285,6 +292,7 @@ impl fmt::Display for Op {
                 p = netns_prefix(ns)
             ),
             Op::SetMaster { link, master } => write!(f, "ip link set {link} master {master}"),
+            Op::ReleaseLink { name } => write!(f, "ip link set {name} down nomaster"),
             Op::SetUp { ns, link } => write!(f, "{}ip link set {link} up", netns_prefix(ns)),
             Op::SetMac { link, mac } => {
                 write!(f, "ip link set {link} address {}", names::format_mac(*mac))

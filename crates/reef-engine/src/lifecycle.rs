@@ -560,6 +560,13 @@ impl Engine {
                 ops.push(Op::FirewallDelete(el));
             }
         }
+        // Host ends leave their bridge now, so that when this returns the bridge has no
+        // port of this container (deleting them is the slow part; see below).
+        for host_end in c.endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
+            ops.push(Op::ReleaseLink {
+                name: host_end.clone(),
+            });
+        }
         if let Some(sb) = &c.sandbox {
             ops.push(Op::DeleteSandbox { path: sb.into() });
         }
@@ -571,8 +578,8 @@ impl Engine {
         // Removing the sandbox destroys its veth pairs in the background, unless something
         // still holds the namespace (a container: joiner). Deleting a veth blocks for tens of
         // milliseconds in the kernel, so leftovers go to the reaper thread instead of
-        // holding up this request; their addresses were inside the sandbox, so nothing
-        // collides meanwhile.
+        // holding up this request; they are down and off the bridge, and their addresses
+        // were inside the sandbox, so nothing collides meanwhile.
         for host_end in c.endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
             if matches!(inner.exec.link(host_end), Ok(Some(_))) {
                 self.reaper.delete_link(host_end.clone());
@@ -601,7 +608,12 @@ impl Engine {
             return Err(EngineError::NotModified);
         }
         let pid = c.pid.ok_or(EngineError::NotModified)?;
-        reef_runtime::signal(pid, sig)?;
+        match reef_runtime::signal(pid, sig) {
+            // It died already (`stop -t 0`: the SIGTERM did it before this SIGKILL) and its
+            // shim is reporting the exit, which the caller waits for.
+            Ok(()) | Err(reef_runtime::RuntimeError::NoSuchProcess(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok((c.id.clone(), c.start_count))
     }
 

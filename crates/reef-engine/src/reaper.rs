@@ -17,6 +17,8 @@ use super::Result;
 /// Handle to the reaper threads.
 pub(crate) struct Reaper {
     links: mpsc::Sender<String>,
+    /// Links queued and not deleted yet.
+    pending_links: Arc<Mutex<HashSet<String>>>,
     dirs: mpsc::Sender<PathBuf>,
     /// Directories queued and not removed yet.
     pending_dirs: Arc<Mutex<HashSet<PathBuf>>>,
@@ -26,6 +28,8 @@ impl Reaper {
     /// Start the threads; the link one deletes with `delete`.
     pub(crate) fn start(mut delete: LinkReaper) -> Result<Reaper> {
         let (links, rx) = mpsc::channel::<String>();
+        let pending_links: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let pending = Arc::clone(&pending_links);
         std::thread::Builder::new()
             .name("reef-reaper".into())
             .spawn(move || {
@@ -35,6 +39,10 @@ impl Reaper {
                         Err(e) if e.is_not_found() => {}
                         Err(e) => tracing::warn!(link = %name, error = %e, "cannot delete link"),
                     }
+                    pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&name);
                 }
             })
             .map_err(super::io_err("start the reaper thread"))?;
@@ -56,6 +64,7 @@ impl Reaper {
             .map_err(super::io_err("start the reaper thread"))?;
         Ok(Reaper {
             links,
+            pending_links,
             dirs,
             pending_dirs,
         })
@@ -63,7 +72,19 @@ impl Reaper {
 
     /// Queue a host link for deletion; gone already is fine.
     pub(crate) fn delete_link(&self, name: String) {
-        let _ = self.links.send(name);
+        let mut pending = self.pending_links.lock().unwrap_or_else(|p| p.into_inner());
+        pending.insert(name.clone());
+        if let Err(mpsc::SendError(name)) = self.links.send(name) {
+            pending.remove(&name);
+        }
+    }
+
+    /// True while link `name` is queued for deletion (it is no leftover).
+    pub(crate) fn link_pending(&self, name: &str) -> bool {
+        self.pending_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
     }
 
     /// Queue a directory for removal (with everything in it); gone already is fine.

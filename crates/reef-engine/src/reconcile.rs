@@ -126,7 +126,7 @@ impl Engine {
             let Some(ep) = link.alias.as_deref().and_then(names::endpoint_from_alias) else {
                 continue;
             };
-            if !live_endpoints.contains(ep) {
+            if !live_endpoints.contains(ep) && !self.reaper.link_pending(&link.name) {
                 found.push(format!("orphaned veth {}", link.name));
                 if !fix {
                     continue;

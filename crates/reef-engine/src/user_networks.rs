@@ -524,9 +524,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Take a disconnected bridge endpoint's veth pair away: the container's end leaves
-    /// its name at once (a reconnect must not meet it) and goes down; the pair is deleted
-    /// in the background, as at teardown.
+    /// Take a disconnected bridge endpoint's veth pair away: the host end leaves the
+    /// bridge and the container's end its name at once (a reconnect must not meet it),
+    /// both down; the pair is deleted in the background, as at teardown.
     fn release_veth(
         &self,
         inner: &mut Inner,
@@ -535,6 +535,12 @@ impl Engine {
         host_end: &str,
         sandbox: Option<String>,
     ) {
+        // Off the bridge now, deleted later (see teardown).
+        if let Err(e) = inner.exec.apply(&Op::ReleaseLink {
+            name: host_end.to_string(),
+        }) {
+            tracing::warn!(%id, error = %e, "disconnect: cannot take the veth off its bridge");
+        }
         let parked = sandbox.is_some_and(|sandbox| {
             let park = Op::ParkLink {
                 ns: NsRef::Sandbox(sandbox.into()),

@@ -232,6 +232,7 @@ impl Executor {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.park(name, parked)))
             }
             Op::SetMaster { link, master } => self.host.set_master(link, master),
+            Op::ReleaseLink { name } => tolerate_absent(self.host.release(name)),
             Op::SetHairpin { link } => self.host.set_hairpin(link, true),
             Op::SetMac { link, mac } => self.host.set_mac(link, *mac),
             Op::SetUp { ns, link } => self.with_netlink(ns, |nl| nl.set_up(link)),

@@ -351,6 +351,12 @@ impl FakeState {
                 let master = master.clone();
                 self.with_link(&NsRef::Host, link, op, |l| l.master = Some(master))?;
             }
+            Op::ReleaseLink { name } => {
+                if let Some(l) = self.host.get_mut(name) {
+                    l.up = false;
+                    l.master = None;
+                }
+            }
             Op::SetHairpin { link } => self.with_link(&NsRef::Host, link, op, |_| {})?,
             Op::SetUp { ns, link } => self.with_link(ns, link, op, |l| l.up = true)?,
             Op::SetMac { link, mac } => {

@@ -701,3 +701,46 @@ fn r12_sys_shows_the_containers_own_interfaces() {
         .ok("ls")
         .contains("reef0"));
 }
+
+/// Issue 12: when `rm -f` (or `stop`) returns, the container has no port on the bridge any
+/// more and `system check` is clean, though deleting the veths finishes in the background.
+#[test]
+fn r12_rm_returns_with_the_bridge_clean() {
+    let mut h = Host::new("rmclean");
+    h.start_daemon(&[]);
+    let names: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        run_d(&h, &["--name", n, "sleep", "100000"]);
+    }
+    assert_eq!(bridge_ports(&h), 24);
+    // One at a time: each `rm -f` returns with exactly its own port gone...
+    for (i, n) in names[..12].iter().enumerate() {
+        h.reef_ok(&["rm", "-f", n]);
+        assert_eq!(bridge_ports(&h), 23 - i, "a port of {n} left after rm -f");
+    }
+    // ...and all the rest at once.
+    let mut args = vec!["rm", "-f"];
+    args.extend(names[12..].iter().map(String::as_str));
+    h.reef_ok(&args);
+    assert_eq!(
+        h.sh("ip -o link show master reef0").ok("ports"),
+        "",
+        "ports left on reef0 right after rm -f"
+    );
+    assert_eq!(h.reef_ok(&["system", "check"]), "no drift, no leftovers");
+    // The same for stop, and a new container reuses the first address straight away.
+    run_d(&h, &["--name", "s1", "sleep", "100000"]);
+    let ip = h.inspect("s1", "{{.NetworkSettings.IPAddress}}");
+    h.reef_ok(&["stop", "-t", "0", "s1"]);
+    assert_eq!(bridge_ports(&h), 0, "a stopped container keeps no port");
+    run_d(&h, &["--name", "s2", "sleep", "100000"]);
+    assert_eq!(h.inspect("s2", "{{.NetworkSettings.IPAddress}}"), ip);
+    assert_eq!(bridge_ports(&h), 1);
+    // And the veths do go.
+    assert!(eventually(10, || h
+        .sh("ip -o link show type veth")
+        .ok("veths")
+        .lines()
+        .count()
+        == 1));
+}

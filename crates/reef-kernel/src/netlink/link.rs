@@ -126,6 +126,20 @@ impl Netlink {
         self.rename_index(index, name, parked)
     }
 
+    /// `ip link set NAME down nomaster`: take a port off its bridge at once (a fraction of
+    /// a millisecond) where deleting it would take tens. `ENODEV` if there is no such link.
+    pub fn release(&mut self, name: &str) -> Result<(), KernelError> {
+        let mut msg = LinkMessage::default();
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Controller(0),
+        ];
+        self.change(RouteNetlinkMessage::SetLink(msg), 0, &|| {
+            format!("ip link set {name} down nomaster")
+        })
+    }
+
     /// `ip link set NAME up`.
     pub fn set_up(&mut self, name: &str) -> Result<(), KernelError> {
         let mut msg = LinkMessage::default();
