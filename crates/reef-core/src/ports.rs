@@ -1,14 +1,15 @@
 //! Published and exposed ports: Docker's `-p/--publish` and `--expose` grammar, the
-//! `docker port` output line, and the small pure helpers the daemon needs to pick host ports.
+//! `reef port NAME 80/tcp` filter, the `docker port` output line, and the small pure helpers
+//! the daemon needs to pick host ports.
 //!
 //! The grammar follows Docker (`[ip:][hostPort:]containerPort[/proto]`, ranges with `-`,
 //! IPv6 host addresses in brackets) with two deliberate refusals: an unbracketed IPv6 host
-//! address (`::1:8080:80`, which is ambiguous) and container port 0. Reading the host's
-//! sockets and sysctls is the daemon's job; it hands the text of `/proc/net/{tcp,udp}{,6}` and
-//! `net.ipv4.ip_local_port_range` to [`parse_proc_net`] and [`parse_port_range`], and decides
-//! with [`collides`] and [`first_free`].
+//! address (`::1:8080:80`, which is ambiguous) and container port 0. Finding out whether a
+//! host port is in use is the daemon's job, not this module's; what the daemon takes from here
+//! is [`parse_port_range`], for the text of `net.ipv4.ip_local_port_range`, and
+//! [`first_free`], which picks the first port of a range that its caller says is not taken.
 
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 use std::fmt;
 use std::str::FromStr;
 
@@ -273,111 +274,6 @@ pub fn parse_expose(s: &str) -> Result<Vec<(u16, Proto)>, PortError> {
         return Err(PortError::ZeroContainerPort(ports.to_string()));
     }
     Ok((lo..=hi).map(|p| (p, proto)).collect())
-}
-
-/// `"0100007F"` (a little-endian 32-bit word) as 127.0.0.1.
-fn parse_hex_v4(s: &str) -> Option<Ipv4Addr> {
-    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let w = u32::from_str_radix(s, 16).ok()?;
-    Some(Ipv4Addr::from(w.to_le_bytes()))
-}
-
-/// 32 hex digits: four little-endian 32-bit words.
-fn parse_hex_v6(s: &str) -> Option<Ipv6Addr> {
-    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut octets = [0u8; 16];
-    for i in 0..4 {
-        let w = u32::from_str_radix(&s[i * 8..i * 8 + 8], 16).ok()?;
-        octets[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    Some(Ipv6Addr::from(octets))
-}
-
-/// One `/proc/net/*` socket line, as (local address, port, state).
-fn parse_proc_line(line: &str) -> Option<(IpAddr, u16, u8)> {
-    let mut fields = line.split_whitespace();
-    let sl = fields.next()?;
-    let slot = sl.strip_suffix(':')?;
-    if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let local = fields.next()?;
-    let _remote = fields.next()?;
-    let st = fields.next()?;
-    if st.len() != 2 {
-        return None;
-    }
-    let state = u8::from_str_radix(st, 16).ok()?;
-    let (addr, port) = local.split_once(':')?;
-    if port.len() != 4 {
-        return None;
-    }
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let ip = match addr.len() {
-        8 => IpAddr::V4(parse_hex_v4(addr)?),
-        32 => IpAddr::V6(parse_hex_v6(addr)?),
-        _ => return None,
-    };
-    Some((ip, port, state))
-}
-
-/// Parse the text of `/proc/net/tcp`, `tcp6`, `udp` or `udp6` into (local address, port)
-/// pairs, in file order.
-///
-/// With `only_listen`, only sockets in state `0A` (TCP LISTEN) are kept (use it for the tcp
-/// files); without it every socket is kept (use it for the udp files, where any bound
-/// socket holds its port). IPv4 addresses are little-endian hex (`0100007F:1F90` is
-/// 127.0.0.1:8080); IPv6 addresses are four little-endian 32-bit words. The header line,
-/// malformed lines, and sockets with local port 0 (which hold no port) are skipped.
-pub fn parse_proc_net(text: &str, only_listen: bool) -> Vec<(IpAddr, u16)> {
-    const TCP_LISTEN: u8 = 0x0A;
-    text.lines()
-        .filter_map(parse_proc_line)
-        .filter(|&(_, port, state)| port != 0 && (!only_listen || state == TCP_LISTEN))
-        .map(|(ip, port, _)| (ip, port))
-        .collect()
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) binds the IPv4 address: compare it as one.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => ip,
-        },
-        v4 => v4,
-    }
-}
-
-/// Whether two bound addresses on the same port conflict.
-fn addrs_collide(a: IpAddr, b: IpAddr) -> bool {
-    let (a, b) = (canonical(a), canonical(b));
-    if a == b {
-        return true;
-    }
-    let v6_any = |ip: IpAddr| ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-    // A dual-stack `::` socket holds the port on every IPv4 and IPv6 address.
-    if v6_any(a) || v6_any(b) {
-        return true;
-    }
-    // 0.0.0.0 holds the port on every IPv4 address.
-    a.is_ipv4() && b.is_ipv4() && (a.is_unspecified() || b.is_unspecified())
-}
-
-/// Would binding `host_ip:port` collide with any of `bound`?
-///
-/// Same address and port collide. A wildcard on either side collides with every address of
-/// its family on that port (`0.0.0.0` with every IPv4 address, `::` with every IPv6
-/// address), and `::` also collides with every IPv4 address, as a Linux dual-stack socket
-/// does. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) count as their IPv4 address.
-pub fn collides(host_ip: IpAddr, port: u16, bound: &[(IpAddr, u16)]) -> bool {
-    bound
-        .iter()
-        .any(|&(ip, p)| p == port && addrs_collide(host_ip, ip))
 }
 
 /// Parse the text of `net.ipv4.ip_local_port_range` (`"32768\t60999\n"`) into `(lo, hi)`.
@@ -744,140 +640,6 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_expose(input), Err(want), "input {input:?}");
         }
-    }
-
-    const PROC_TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0
-   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12346 1 0000000000000000 100 0 0 10 0
-   2: 0F02000A:0016 0102000A:C350 01 00000000:00000000 02:000AF0A6 00000000     0        0 12347 4 0000000000000000 20 4 29 10 -1
-   3: 0102A8C0:01BB 00000000:0000 0a 00000000:00000000 00:00000000 00000000     0        0 12348 1 0000000000000000 100 0 0 10 0
-   4: 00000000:0000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12349 1 0000000000000000 100 0 0 10 0
-garbage line
-   5: 0100007F 00000000:0000 0A
-   6: 0100007G:1F90 00000000:0000 0A 00000000:00000000
-   7: 0100007F:1F9 00000000:0000 0A 00000000:00000000
-   8: 0100007F:1F90 00000000:0000 0A0 00000000:00000000
-   9: 0100007F:1F90
-";
-
-    #[test]
-    fn proc_net_tcp_listen_only() {
-        assert_eq!(
-            parse_proc_net(PROC_TCP, true),
-            vec![
-                (ip("127.0.0.1"), 8080),
-                (ip("0.0.0.0"), 22),
-                (ip("192.168.2.1"), 443),
-            ]
-        );
-    }
-
-    #[test]
-    fn proc_net_all_states() {
-        assert_eq!(
-            parse_proc_net(PROC_TCP, false),
-            vec![
-                (ip("127.0.0.1"), 8080),
-                (ip("0.0.0.0"), 22),
-                (ip("10.0.2.15"), 22),
-                (ip("192.168.2.1"), 443),
-            ]
-        );
-    }
-
-    #[test]
-    fn proc_net_tcp6_and_udp6() {
-        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
-   1: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0
-   2: B80D0120000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
-   3: 0000000000000000FFFF00000100007F:0035 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0
-   4: B80D0120000000000000000001000000:0050 B80D0120000000000000000002000000:C350 01 00000000:00000000 00:00000000 00000000     0        0 5 1 0 100 0 0 10 0
-   5: 0000000000000000000000000100000:1F90 00000000000000000000000000000000:0000 0A 0 0
-";
-        let want_listen = vec![
-            (ip("::"), 22),
-            (ip("::1"), 8080),
-            (ip("2001:db8::1"), 80),
-            (ip("::ffff:127.0.0.1"), 53),
-        ];
-        assert_eq!(parse_proc_net(tcp6, true), want_listen);
-        assert_eq!(parse_proc_net(tcp6, false).len(), 5);
-
-        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  123: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   101        0 1 2 0000000000000000 0
-  456: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2 2 0000000000000000 0
-  789: 0F02000A:A0B1 08080808:0035 01 00000000:00000000 00:00000000 00000000  1000        0 3 2 0000000000000000 0
-";
-        assert_eq!(
-            parse_proc_net(udp, false),
-            vec![
-                (ip("127.0.0.53"), 53),
-                (ip("0.0.0.0"), 5353),
-                (ip("10.0.2.15"), 41137),
-            ]
-        );
-        // UDP sockets are never in LISTEN.
-        assert!(parse_proc_net(udp, true).is_empty());
-    }
-
-    #[test]
-    fn proc_net_empty_and_garbage() {
-        for text in ["", "\n\n", "sl local_address\n", "x: y z w\n", "   0:"] {
-            assert!(parse_proc_net(text, false).is_empty(), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn collides_table() {
-        let bound = vec![
-            (ip("127.0.0.1"), 8080),
-            (ip("0.0.0.0"), 22),
-            (ip("::1"), 9000),
-            (ip("::"), 53),
-            (ip("192.0.2.1"), 443),
-            (ip("::ffff:10.0.0.1"), 7000),
-        ];
-        let cases: Vec<(&str, u16, bool)> = vec![
-            // Exact match.
-            ("127.0.0.1", 8080, true),
-            ("::1", 9000, true),
-            // Same address, other port.
-            ("127.0.0.1", 8081, false),
-            // Other specific address, same port.
-            ("127.0.0.2", 8080, false),
-            ("192.0.2.2", 443, false),
-            // Our wildcard covers bound specifics of its family.
-            ("0.0.0.0", 8080, true),
-            ("0.0.0.0", 443, true),
-            ("::", 9000, true),
-            // Bound wildcard covers every address of its family.
-            ("10.1.2.3", 22, true),
-            ("127.0.0.1", 22, true),
-            ("::2", 53, true),
-            // 0.0.0.0 does not cover IPv6 specifics, nor v4 ::1-style addresses.
-            ("::1", 22, false),
-            ("0.0.0.0", 9000, false),
-            // :: is dual-stack: it covers IPv4 too, either side.
-            ("127.0.0.1", 53, true),
-            ("0.0.0.0", 53, true),
-            ("::", 8080, true),
-            ("::", 22, true),
-            ("::", 443, true),
-            // IPv4-mapped addresses count as IPv4.
-            ("10.0.0.1", 7000, true),
-            ("0.0.0.0", 7000, true),
-            ("::ffff:127.0.0.1", 8080, true),
-            ("::ffff:10.9.9.9", 22, true),
-            ("10.0.0.2", 7000, false),
-            // Nothing on that port.
-            ("0.0.0.0", 1, false),
-            ("::", 1, false),
-        ];
-        for (addr, port, want) in cases {
-            assert_eq!(collides(ip(addr), port, &bound), want, "{addr} port {port}");
-        }
-        assert!(!collides(ip("0.0.0.0"), 80, &[]));
     }
 
     #[test]

@@ -404,3 +404,48 @@ fn a_failed_commit_changes_nothing_in_the_kernel() {
     assert!(matches!(err, EngineError::Store(_)), "{err}");
     assert_eq!(bed.kernel.host_links(), before);
 }
+
+/// Networks created from many threads at once get distinct subnets and bridges, and the
+/// records and the kernel agree.
+#[test]
+fn concurrent_network_creates_get_distinct_subnets() {
+    let bed = start("concurrent", MemStore::new(), |_| {});
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let engine = Arc::clone(&bed.engine);
+            std::thread::spawn(move || {
+                engine.create_network(NetworkCreate {
+                    name: format!("n{i}"),
+                    ..Default::default()
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let nets = bed.store.networks();
+    let mut subnets: Vec<_> = nets
+        .iter()
+        .filter_map(|n| n.pool())
+        .map(|p| p.subnet)
+        .collect();
+    let all = subnets.len();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(
+        (all, subnets.len()),
+        (17, 17),
+        "the default bridge and 16 networks"
+    );
+    for n in nets.iter().filter(|n| n.name.starts_with('n')) {
+        let br = n.bridge().unwrap();
+        let link = bed
+            .kernel
+            .host_link(&br.ifname)
+            .expect("bridge in the kernel");
+        assert!(link
+            .addrs
+            .contains(&ipnet::IpNet::V4(br.bridge_addr.unwrap())));
+    }
+}

@@ -13,6 +13,7 @@ use reef_core::ports;
 
 use crate::args::{Cli, Command, CreateArgs, ExecArgs};
 use crate::client::{enc, Client, DaemonError};
+use crate::multi::{each, inspect_many};
 use crate::{attach, format};
 
 /// Run the parsed command line.
@@ -158,30 +159,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Docker's multi-container commands: print each name that worked, report each failure,
-/// and exit 1 if any failed.
-pub(crate) async fn each<F, Fut>(containers: &[String], f: F) -> anyhow::Result<ExitCode>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let mut failed = false;
-    for c in containers {
-        match f(enc(c)).await {
-            Ok(()) => println!("{c}"),
-            Err(e) => {
-                eprintln!("{e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// `-p`, `--expose` and `--publish-allow` in Docker's API shapes.
@@ -416,46 +393,6 @@ async fn ps(client: &Client, all: bool, quiet: bool) -> anyhow::Result<ExitCode>
         )
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `inspect` of containers or networks (`kind` = `containers` | `networks`).
-pub(crate) async fn inspect_many(
-    client: &Client,
-    kind: &str,
-    fmt: Option<String>,
-    containers: &[String],
-) -> anyhow::Result<ExitCode> {
-    let mut found = Vec::new();
-    let mut failed = false;
-    for c in containers {
-        match client
-            .get::<serde_json::Value>(&if kind == "containers" {
-                format!("/containers/{}/json", enc(c))
-            } else {
-                format!("/{kind}/{}", enc(c))
-            })
-            .await
-        {
-            Ok(v) => found.push(v),
-            Err(e) => {
-                eprintln!("{e:#}");
-                failed = true;
-            }
-        }
-    }
-    match fmt {
-        Some(t) => {
-            for v in &found {
-                println!("{}", format::template(&t, v)?);
-            }
-        }
-        None => println!("{}", format::pretty_json(&found)),
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn exec(client: &Client, e: ExecArgs) -> anyhow::Result<ExitCode> {

@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod exec;
 mod format;
+mod multi;
 mod networks;
 
 fn main() -> ExitCode {

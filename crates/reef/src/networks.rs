@@ -12,8 +12,8 @@ use reef_api::{
 
 use crate::args::NetworkCommand;
 use crate::client::{enc, Client};
-use crate::commands::{each, inspect_many};
 use crate::format;
+use crate::multi::{each, inspect_many};
 
 fn key_values(list: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
     list.iter()
