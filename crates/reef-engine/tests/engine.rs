@@ -438,7 +438,11 @@ fn concurrent_network_creates_get_distinct_subnets() {
         (17, 17),
         "the default bridge and 16 networks"
     );
-    for n in nets.iter().filter(|n| n.name.starts_with('n')) {
+    let created = |name: &str| {
+        name.strip_prefix('n')
+            .is_some_and(|i| i.parse::<u32>().is_ok())
+    };
+    for n in nets.iter().filter(|n| created(&n.name)) {
         let br = n.bridge().unwrap();
         let link = bed
             .kernel
