@@ -380,6 +380,25 @@ pub fn render_delete(el: &Elements) -> String {
     render(el, false)
 }
 
+/// The anti-spoofing identity of an endpoint with a host end (a bridge port); an endpoint
+/// without one (macvlan) sends straight out its parent, past reef's firewall.
+pub fn endpoint_rule(ep: &crate::model::Endpoint) -> Option<EndpointRule> {
+    Some(EndpointRule {
+        port: ep.host_ifname.clone()?,
+        mac: ep.mac.clone(),
+        ip: ep.ip,
+    })
+}
+
+/// Every firewall element a running container stands for: what it recorded, with the
+/// anti-spoofing identities derived from its endpoints (so an attachment cut off before it
+/// recorded its identity is still covered).
+pub fn container_elements(c: &crate::model::Container) -> Elements {
+    let mut el = c.firewall.clone();
+    el.endpoints = c.endpoints.iter().filter_map(endpoint_rule).collect();
+    el
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

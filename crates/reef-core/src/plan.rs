@@ -442,6 +442,16 @@ pub fn bridge_setup(net: &BridgeNetwork, exists: bool) -> Plan {
     p
 }
 
+/// `route_localnet=1` on a bridge: the host's own `127.0.0.1:PORT` is DNATed to a
+/// container behind it, which the kernel routes only with this set.
+pub fn route_localnet(bridge: &str) -> Op {
+    Op::Sysctl {
+        ns: NsRef::Host,
+        key: format!("net.ipv4.conf.{bridge}.route_localnet"),
+        value: "1".into(),
+    }
+}
+
 /// A fresh sandbox: the namespace and its loopback.
 pub fn sandbox_create(path: PathBuf) -> Plan {
     let mut p = Plan::default();
@@ -595,6 +605,72 @@ pub fn detach(ep: &Endpoint, sandbox: PathBuf) -> Plan {
     p
 }
 
+/// Tear a container's network down at exit or removal: its firewall elements (when
+/// given), each host veth end off its bridge (so that no port of it is left on a bridge
+/// once this is done), then the sandbox with everything in it. Each op tolerates its object
+/// being gone; the caller applies them all and logs what fails. Deleting the host ends, the
+/// slow part, is left to the caller's background deletion.
+pub fn teardown(
+    endpoints: &[Endpoint],
+    sandbox: Option<PathBuf>,
+    firewall: Option<crate::firewall::Elements>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if let Some(el) = firewall.filter(|el| !el.is_empty()) {
+        ops.push(Op::FirewallDelete(el));
+    }
+    for host in endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
+        ops.push(Op::ReleaseLink { name: host.clone() });
+    }
+    if let Some(path) = sandbox {
+        ops.push(Op::DeleteSandbox { path });
+    }
+    ops
+}
+
+/// Leaving one network while the container runs (`network disconnect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leave {
+    /// Applied in order, now.
+    pub ops: Vec<Op>,
+    /// A host link to delete in the background once `ops` succeeded (else at once, by
+    /// [`detach`]).
+    pub reap: Option<String>,
+}
+
+/// Leave a network: a veth endpoint's host end goes off the bridge and its container end
+/// down and out of the way under its parked name (a reconnect must not meet it), the pair
+/// deleted later; an endpoint without a host end is deleted inside its sandbox.
+pub fn leave(ep: &Endpoint, sandbox: Option<PathBuf>) -> Leave {
+    match (&ep.host_ifname, sandbox) {
+        (Some(host), sandbox) => {
+            let mut ops = vec![Op::ReleaseLink { name: host.clone() }];
+            if let Some(path) = sandbox {
+                ops.push(Op::ParkLink {
+                    ns: NsRef::Sandbox(path),
+                    name: ep.ifname.clone(),
+                    parked: names::parked_ifname(host),
+                });
+            }
+            Leave {
+                ops,
+                reap: Some(host.clone()),
+            }
+        }
+        (None, Some(path)) => Leave {
+            ops: vec![Op::DeleteLink {
+                ns: NsRef::Sandbox(path),
+                name: ep.ifname.clone(),
+            }],
+            reap: None,
+        },
+        (None, None) => Leave {
+            ops: vec![],
+            reap: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,6 +737,40 @@ mod tests {
             ]
         );
         assert!(plan.rollback(0).is_empty());
+    }
+
+    #[test]
+    fn teardown_releases_host_ends_before_the_sandbox_goes() {
+        let ops = teardown(&[ep()], Some("/x/sb".into()), None);
+        let text: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "ip link set vethabcdef0 down nomaster",
+                "umount /x/sb && rm /x/sb"
+            ]
+        );
+    }
+
+    #[test]
+    fn leaving_parks_a_veth_and_deletes_a_macvlan() {
+        let l = leave(&ep(), Some("/x/sb".into()));
+        assert_eq!(l.reap.as_deref(), Some("vethabcdef0"));
+        let text: Vec<String> = l.ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "ip link set vethabcdef0 down nomaster",
+                "nsenter --net=/x/sb ip link set eth0 down && nsenter --net=/x/sb ip link set eth0 name xvethabcdef0"
+            ]
+        );
+        let mv = Endpoint {
+            host_ifname: None,
+            ..ep()
+        };
+        let l = leave(&mv, Some("/x/sb".into()));
+        assert_eq!(l.reap, None);
+        assert_eq!(l.ops[0].to_string(), "nsenter --net=/x/sb ip link del eth0");
     }
 
     #[test]

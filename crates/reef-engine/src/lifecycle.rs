@@ -8,34 +8,15 @@
 use std::sync::Arc;
 
 use reef_core::etc;
-use reef_core::firewall::Elements;
+use reef_core::firewall::{self, Elements};
 use reef_core::model::{Container, Endpoint, NetworkAttachment, NetworkMode, PortBinding, Status};
 use reef_core::names;
-use reef_core::plan::{self, Op, Plan};
+use reef_core::plan::{self, Plan};
 use reef_runtime::{EtcFiles, LaunchSpec};
 use reef_store::Change;
 
 use super::files::{self, RenderedEtc};
 use super::{Engine, EngineError, ExitEvent, Inner, Result};
-
-/// The anti-spoofing identity of an endpoint with a host end (a bridge port); an endpoint
-/// without one (macvlan) sends straight out its parent, past reef's firewall.
-pub(crate) fn endpoint_rule(ep: &Endpoint) -> Option<reef_core::firewall::EndpointRule> {
-    Some(reef_core::firewall::EndpointRule {
-        port: ep.host_ifname.clone()?,
-        mac: ep.mac.clone(),
-        ip: ep.ip,
-    })
-}
-
-/// Every firewall element a running container stands for: what it recorded, with the
-/// anti-spoofing identities derived from its endpoints (so an attachment cut off before it
-/// recorded its identity is still covered).
-pub(crate) fn container_elements(c: &Container) -> Elements {
-    let mut el = c.firewall.clone();
-    el.endpoints = c.endpoints.iter().filter_map(endpoint_rule).collect();
-    el
-}
 
 /// Where a container's process will live.
 struct Placement {
@@ -225,7 +206,10 @@ impl Engine {
                         networks: vec![],
                         ports: port_rules,
                         links: links.rules,
-                        endpoints: endpoints.iter().filter_map(endpoint_rule).collect(),
+                        endpoints: endpoints
+                            .iter()
+                            .filter_map(firewall::endpoint_rule)
+                            .collect(),
                     }
                 } else {
                     Elements::default()
@@ -553,23 +537,11 @@ impl Engine {
     /// [`Engine::teardown`] but for the state directory.
     fn teardown_network(&self, inner: &mut Inner, c: &Container) {
         self.proxies.stop(&c.id);
-        let mut ops: Vec<Op> = Vec::new();
-        if self.cfg.iptables {
-            let el = container_elements(c);
-            if !el.is_empty() {
-                ops.push(Op::FirewallDelete(el));
-            }
-        }
-        // Host ends leave their bridge now, so that when this returns the bridge has no
-        // port of this container (deleting them is the slow part; see below).
-        for host_end in c.endpoints.iter().filter_map(|e| e.host_ifname.as_ref()) {
-            ops.push(Op::ReleaseLink {
-                name: host_end.clone(),
-            });
-        }
-        if let Some(sb) = &c.sandbox {
-            ops.push(Op::DeleteSandbox { path: sb.into() });
-        }
+        let firewall = self
+            .cfg
+            .iptables
+            .then(|| reef_core::firewall::container_elements(c));
+        let ops = plan::teardown(&c.endpoints, c.sandbox.as_ref().map(Into::into), firewall);
         for op in ops {
             if let Err(e) = inner.exec.apply(&op) {
                 tracing::warn!(id = %c.id, op = %op, error = %e, "teardown step failed");

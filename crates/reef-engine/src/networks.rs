@@ -110,17 +110,13 @@ impl Engine {
             }
         }
         for c in inner.containers.values().filter(|c| c.is_running()) {
-            all.extend(&super::lifecycle::container_elements(c));
+            all.extend(&firewall::container_elements(c));
         }
         inner.exec.nft(&firewall::render_sync(&all))?;
         for br in bridges {
             // The host's own 127.0.0.1:PORT is DNATed to a container behind this bridge.
             // A bridge that could not be restored must not keep the daemon from starting.
-            if let Err(e) = inner.exec.apply(&Op::Sysctl {
-                ns: NsRef::Host,
-                key: format!("net.ipv4.conf.{br}.route_localnet"),
-                value: "1".into(),
-            }) {
+            if let Err(e) = inner.exec.apply(&plan::route_localnet(&br)) {
                 tracing::warn!(bridge = %br, error = %e, "cannot set route_localnet");
             }
         }

@@ -159,11 +159,7 @@ impl Engine {
             }
             if self.cfg.iptables {
                 p.steps.push(Step {
-                    op: Op::Sysctl {
-                        ns: NsRef::Host,
-                        key: format!("net.ipv4.conf.{}.route_localnet", br.ifname),
-                        value: "1".into(),
-                    },
+                    op: plan::route_localnet(&br.ifname),
                     undo: None,
                 });
             }
@@ -290,9 +286,7 @@ impl Engine {
                         }
                         if self.cfg.iptables {
                             let identity = firewall::Elements {
-                                endpoints: super::lifecycle::endpoint_rule(ep)
-                                    .into_iter()
-                                    .collect(),
+                                endpoints: firewall::endpoint_rule(ep).into_iter().collect(),
                                 ..Default::default()
                             };
                             if let Err(e) = inner.exec.apply(&Op::FirewallAdd(identity)) {

@@ -11,7 +11,7 @@ use reef_core::model::{
     BridgeNetwork, Container, DriverConfig, Endpoint, Network, NetworkAttachment,
 };
 use reef_core::names;
-use reef_core::plan::{self, NsRef, Op, Plan, Step};
+use reef_core::plan::{self, Op, Plan, Step};
 use reef_store::Change;
 
 use super::networks::{OPT_BRIDGE_NAME, OPT_HOST_IP, OPT_ICC, OPT_MASQ, OPT_MTU};
@@ -232,11 +232,7 @@ impl Engine {
         let mut plan = driver.plan_up(false);
         if let (Some(br), true) = (net.bridge(), self.cfg.iptables) {
             plan.steps.push(Step {
-                op: Op::Sysctl {
-                    ns: NsRef::Host,
-                    key: format!("net.ipv4.conf.{}.route_localnet", br.ifname),
-                    value: "1".into(),
-                },
+                op: plan::route_localnet(&br.ifname),
                 undo: None,
             });
             plan.extend(plan::firewall(reef_core::firewall::Elements {
@@ -410,7 +406,9 @@ impl Engine {
             self.put(&mut inner, pending)?;
             let mut steps = driver.plan_join(&ep, sandbox);
             let identity = reef_core::firewall::Elements {
-                endpoints: super::lifecycle::endpoint_rule(&ep).into_iter().collect(),
+                endpoints: reef_core::firewall::endpoint_rule(&ep)
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             };
             if self.cfg.iptables {
@@ -503,64 +501,30 @@ impl Engine {
                     tracing::warn!(%id, error = %e, "disconnect: firewall elements stay until the next sync");
                 }
             }
-            match (&ep.host_ifname, sandbox) {
-                (Some(host_end), sandbox) => {
-                    self.release_veth(&mut inner, &id, &ep, host_end, sandbox)
-                }
-                // Nothing of it outside the sandbox (macvlan): delete it there.
-                (None, Some(sandbox)) => {
-                    let op = Op::DeleteLink {
-                        ns: NsRef::Sandbox(sandbox.into()),
-                        name: ep.ifname.clone(),
-                    };
-                    if let Err(e) = inner.exec.apply(&op) {
-                        tracing::warn!(%id, error = %e, "disconnect: cannot delete the interface");
-                    }
-                }
-                (None, None) => {}
-            }
+            self.leave_network(&mut inner, &id, &ep, sandbox);
         }
         self.publish_dns_container(&inner, &id);
         Ok(())
     }
 
-    /// Take a disconnected bridge endpoint's veth pair away: the host end leaves the
-    /// bridge and the container's end its name at once (a reconnect must not meet it),
-    /// both down; the pair is deleted in the background, as at teardown.
-    fn release_veth(
-        &self,
-        inner: &mut Inner,
-        id: &str,
-        ep: &Endpoint,
-        host_end: &str,
-        sandbox: Option<String>,
-    ) {
-        // Off the bridge now, deleted later (see teardown).
-        if let Err(e) = inner.exec.apply(&Op::ReleaseLink {
-            name: host_end.to_string(),
-        }) {
-            tracing::warn!(%id, error = %e, "disconnect: cannot take the veth off its bridge");
+    /// Leave a network in the kernel (see [`plan::leave`]): what fails is logged, and a
+    /// veth pair that could not be set aside is deleted at once instead of later.
+    fn leave_network(&self, inner: &mut Inner, id: &str, ep: &Endpoint, sandbox: Option<String>) {
+        let leave = plan::leave(ep, sandbox.clone().map(Into::into));
+        let mut all_applied = true;
+        for op in &leave.ops {
+            if let Err(e) = inner.exec.apply(op) {
+                tracing::warn!(%id, op = %op, error = %e, "disconnect step failed");
+                all_applied = false;
+            }
         }
-        let parked = sandbox.is_some_and(|sandbox| {
-            let park = Op::ParkLink {
-                ns: NsRef::Sandbox(sandbox.into()),
-                name: ep.ifname.clone(),
-                parked: names::parked_ifname(host_end),
-            };
-            inner
-                .exec
-                .apply(&park)
-                .map_err(
-                    |e| tracing::warn!(%id, error = %e, "disconnect: cannot park the interface"),
-                )
-                .is_ok()
-        });
-        if parked {
-            self.reaper.delete_link(host_end.to_string());
-        } else if let Err(e) = inner.exec.apply(&Op::DeleteLink {
-            ns: NsRef::Host,
-            name: host_end.to_string(),
-        }) {
+        let Some(host_end) = leave.reap else { return };
+        if all_applied {
+            self.reaper.delete_link(host_end);
+        } else if let Err(e) = inner
+            .exec
+            .apply_plan(&plan::detach(ep, sandbox.unwrap_or_default().into()))
+        {
             tracing::warn!(%id, error = %e, "disconnect: the veth pair stays until start-up removes it");
         }
     }
