@@ -156,14 +156,28 @@ fn setup(plan: &ChildPlan) -> Result<CString, Failure> {
     // /sys/class/net then lists the container's interfaces (the host's, for host mode),
     // whatever the /sys reefd itself sees. (A sysfs mount shows the network devices of the
     // namespace of the process that mounts it.)
-    mount(
+    let sysfs = mount(
         Some("sysfs"),
         "/sys",
         Some("sysfs"),
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
-    )
-    .map_err(|e| setup_error("mount a read-only sysfs on /sys", e))?;
+    );
+    match sysfs {
+        Ok(()) => {}
+        // /sys is this namespace's sysfs already (host mode on a host, or reefd started
+        // by `ip netns exec`): the kernel refuses the same sysfs twice on one mount point.
+        // Make this mount namespace's copy of it read-only instead.
+        Err(Errno::EBUSY) => mount(
+            None::<&str>,
+            "/sys",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| setup_error("remount /sys read-only", e))?,
+        Err(e) => return Err(setup_error("mount a read-only sysfs on /sys", e)),
+    }
     for (src, dst) in &plan.binds {
         mount(
             Some(src.as_path()),

@@ -116,6 +116,9 @@ pub struct Host {
     bins: PathBuf,
     extra_ns: Vec<String>,
     background: Vec<Child>,
+    /// Start reefd with `ip netns exec` (which also gives it a /sys of its namespace)
+    /// instead of `nsenter --net`.
+    ip_netns_exec: bool,
 }
 
 /// The address the test host gets on its link to the "outside" namespace (TEST-NET-2:
@@ -152,6 +155,7 @@ impl Host {
             bins: bin_dir(),
             extra_ns: Vec::new(),
             background: Vec::new(),
+            ip_netns_exec: false,
         };
         host.sh("ip link set lo up").ok("lo up");
         host
@@ -222,9 +226,16 @@ impl Host {
             .append(true)
             .open(self.dir.join("reefd.log"))
             .expect("open daemon log");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.ns_path()))
-            .arg(self.bins.join("reefd"))
+        let mut cmd = if self.ip_netns_exec {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.ns]);
+            c
+        } else {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", self.ns_path()));
+            c
+        };
+        cmd.arg(self.bins.join("reefd"))
             .arg("--data-root")
             .arg(self.dir.join("data"))
             .arg("--exec-root")
@@ -261,6 +272,13 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Start reefd as `ip netns exec NS reefd ...` would run it: in a mount namespace of
+    /// its own whose /sys is the host namespace's sysfs.
+    pub fn start_daemon_by_ip_netns_exec(&mut self, args: &[&str]) {
+        self.ip_netns_exec = true;
+        self.start_daemon(args);
     }
 
     /// Start reefd expecting it to refuse; returns its log.

@@ -744,3 +744,27 @@ fn r12_rm_returns_with_the_bridge_clean() {
         .count()
         == 1));
 }
+
+/// The same when reefd's own /sys is its namespace's sysfs already (as on a real host, or
+/// under `ip netns exec`): a host-mode container gets that sysfs, read-only.
+#[test]
+fn r12_sys_when_reefd_has_its_namespaces_sysfs() {
+    let mut h = Host::new("sysfs2");
+    h.start_daemon_by_ip_netns_exec(&[]);
+    run_d(
+        &h,
+        &["--name", "hostmode", "--network", "host", "sleep", "1000"],
+    );
+    let listed = h.in_ctr("hostmode", "ls /sys/class/net").ok("ls");
+    assert!(
+        listed.contains("reef0") && listed.contains("lo"),
+        "{listed}"
+    );
+    let top = h
+        .in_ctr("hostmode", "grep ' /sys ' /proc/mounts | tail -n 1")
+        .ok("mounts");
+    assert!(top.contains(" ro,") || top.contains(" ro "), "{top}");
+    run_d(&h, &["--name", "bridged", "sleep", "1000"]);
+    let own = h.in_ctr("bridged", "ls /sys/class/net").ok("ls");
+    assert_eq!(own.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+}
