@@ -100,6 +100,66 @@ pub fn choose_addresses(
     Ok((subnet, gateway))
 }
 
+/// A network's own objects coming up at create: its driver's, and for a bridge what
+/// published ports need and its firewall rule (`rule`, when reef writes a firewall).
+pub fn network_up(net: &crate::model::Network, rule: Option<crate::firewall::NetworkRule>) -> Plan {
+    let Some(driver) = net.driver.endpoints() else {
+        return Plan::default();
+    };
+    let mut plan = driver.plan_up(false);
+    if let (Some(br), Some(rule)) = (net.bridge(), rule) {
+        plan.extend(plan::bridge_publishing(&br.ifname));
+        plan.extend(plan::firewall(crate::firewall::Elements {
+            networks: vec![rule],
+            ..Default::default()
+        }));
+    }
+    plan
+}
+
+/// A network's own objects going at `network rm`: its firewall rule, then its driver's
+/// objects. Each op tolerates its object being gone; the caller applies them all.
+pub fn network_down(
+    net: &crate::model::Network,
+    rule: Option<crate::firewall::NetworkRule>,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if let (Some(_), Some(rule)) = (net.bridge(), rule) {
+        ops.push(Op::FirewallDelete(crate::firewall::Elements {
+            networks: vec![rule],
+            ..Default::default()
+        }));
+    }
+    if let Some(driver) = net.driver.endpoints() {
+        ops.extend(driver.plan_down().steps.into_iter().map(|s| s.op));
+    }
+    ops
+}
+
+/// Rebuild an endpoint whose attachment drifted or was cut off: clear what is left of it
+/// (the host end, the container's end), then join it again.
+pub fn rejoin(driver: &dyn NetworkDriver, ep: &Endpoint, sandbox: PathBuf) -> Plan {
+    let mut p = Plan::default();
+    if let Some(host) = &ep.host_ifname {
+        p.steps.push(Step {
+            op: Op::DeleteLink {
+                ns: NsRef::Host,
+                name: host.clone(),
+            },
+            undo: None,
+        });
+    }
+    p.steps.push(Step {
+        op: Op::DeleteLink {
+            ns: NsRef::Sandbox(sandbox.clone()),
+            name: ep.ifname.clone(),
+        },
+        undo: None,
+    });
+    p.extend(driver.plan_join(ep, sandbox));
+    p
+}
+
 /// What differs between drivers whose containers have endpoints.
 pub trait NetworkDriver {
     /// Bring the network's own kernel objects up; `exists` says they are there already
@@ -116,8 +176,6 @@ pub trait NetworkDriver {
     fn dns_address(&self) -> Option<Ipv4Addr>;
     /// Why ports cannot be published from this network's containers, if they cannot.
     fn refuses_ports(&self, network: &str) -> Option<String>;
-    /// The host interface the network's objects hang off: its bridge, or its parent.
-    fn host_link(&self) -> &str;
 }
 
 impl DriverConfig {
@@ -164,10 +222,6 @@ impl NetworkDriver for BridgeNetwork {
 
     fn refuses_ports(&self, _network: &str) -> Option<String> {
         None
-    }
-
-    fn host_link(&self) -> &str {
-        &self.ifname
     }
 }
 
@@ -242,10 +296,6 @@ impl NetworkDriver for MacvlanNetwork {
             "cannot publish ports of a container on the macvlan network {network}: \
              it has an address of its own on the parent's segment; connect to that instead"
         ))
-    }
-
-    fn host_link(&self) -> &str {
-        &self.parent
     }
 }
 

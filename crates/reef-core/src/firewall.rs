@@ -399,6 +399,34 @@ pub fn container_elements(c: &crate::model::Container) -> Elements {
     el
 }
 
+/// An endpoint's identity as elements of their own (empty for an endpoint without one).
+pub fn identity(ep: &crate::model::Endpoint) -> Elements {
+    Elements {
+        endpoints: endpoint_rule(ep).into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// The elements of a running container that go when it leaves the network of `ep`: that
+/// endpoint's identity and, when it was the container's first network (`primary`, where
+/// ports and links point), its published ports and link openings. Taken out of `el`.
+pub fn take_on_leave(el: &mut Elements, ep: &crate::model::Endpoint, primary: bool) -> Elements {
+    let port = ep.host_ifname.as_deref();
+    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut el.endpoints)
+        .into_iter()
+        .partition(|e| Some(e.port.as_str()) == port);
+    el.endpoints = kept;
+    let mut taken = Elements {
+        endpoints: gone,
+        ..Default::default()
+    };
+    if primary {
+        taken.ports = std::mem::take(&mut el.ports);
+        taken.links = std::mem::take(&mut el.links);
+    }
+    taken
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,5 +15,6 @@ pub mod ipam;
 pub mod links;
 pub mod model;
 pub mod names;
+pub mod orphans;
 pub mod plan;
 pub mod ports;

@@ -364,7 +364,44 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+/// A plan that failed at `step`: that step's error, and the errors of the undos that
+/// failed in turn.
+#[derive(Debug)]
+pub struct PlanFailure<E> {
+    /// Index of the step that failed.
+    pub step: usize,
+    /// Its error.
+    pub cause: E,
+    /// Every undo that failed, in the order they were tried.
+    pub undo_errors: Vec<E>,
+}
+
 impl Plan {
+    /// Apply the steps in order through `apply` (told the step's index, or `None` for an
+    /// undo). On the first failure, apply the undos of the steps applied before it, newest
+    /// first, continuing past undo failures.
+    pub fn run<E>(
+        &self,
+        mut apply: impl FnMut(Option<usize>, &Op) -> Result<(), E>,
+    ) -> Result<(), PlanFailure<E>> {
+        for (i, step) in self.steps.iter().enumerate() {
+            let Err(cause) = apply(Some(i), &step.op) else {
+                continue;
+            };
+            let undo_errors = self
+                .rollback(i)
+                .iter()
+                .filter_map(|undo| apply(None, undo).err())
+                .collect();
+            return Err(PlanFailure {
+                step: i,
+                cause,
+                undo_errors,
+            });
+        }
+        Ok(())
+    }
+
     fn push(&mut self, op: Op, undo: Option<Op>) {
         self.steps.push(Step { op, undo });
     }
@@ -440,6 +477,83 @@ pub fn bridge_setup(net: &BridgeNetwork, exists: bool) -> Plan {
         None,
     );
     p
+}
+
+/// What the host has of a bridge of reef's that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBridge {
+    /// Its IPv4 addresses.
+    pub addrs: Vec<Ipv4Net>,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
+/// Bring a bridge reef owns to what its record says, at start-up or in drift repair:
+/// create it when it is missing ([`bridge_setup`]); when it is there, give it back its MAC
+/// (a create cut off before setting it), drop the addresses it should not have (a `--bip`
+/// change), address it, set it up and correct its MTU.
+pub fn bridge_converge(net: &BridgeNetwork, found: Option<&FoundBridge>) -> Plan {
+    let Some(found) = found else {
+        return bridge_setup(net, false);
+    };
+    let mut p = Plan::default();
+    if let Some(addr) = net.bridge_addr {
+        p.push(
+            Op::SetMac {
+                link: net.ifname.clone(),
+                mac: names::mac_from_ipv4(addr.addr()),
+            },
+            None,
+        );
+    }
+    for old in found.addrs.iter().filter(|a| Some(**a) != net.bridge_addr) {
+        p.push(
+            Op::DelAddr {
+                ns: NsRef::Host,
+                link: net.ifname.clone(),
+                addr: IpNet::V4(*old),
+            },
+            None,
+        );
+    }
+    p.extend(bridge_setup(net, true));
+    if found.mtu != net.mtu {
+        p.push(
+            Op::SetMtu {
+                ns: NsRef::Host,
+                link: net.ifname.clone(),
+                mtu: net.mtu,
+            },
+            None,
+        );
+    }
+    p
+}
+
+/// What a bridge needs for published ports: [`route_localnet`].
+pub fn bridge_publishing(bridge: &str) -> Plan {
+    let mut p = Plan::default();
+    p.push(route_localnet(bridge), None);
+    p
+}
+
+/// `net.ipv4.ip_forward=1` (`--ip-forward`).
+pub fn ip_forward() -> Op {
+    Op::Sysctl {
+        ns: NsRef::Host,
+        key: "net.ipv4.ip_forward".into(),
+        value: "1".into(),
+    }
+}
+
+/// `net.bridge.bridge-nf-call-iptables=1`: bridged traffic meets the forward hook (and so
+/// `--icc=false`) only through br_netfilter.
+pub fn bridge_nf_call() -> Op {
+    Op::Sysctl {
+        ns: NsRef::Host,
+        key: "net.bridge.bridge-nf-call-iptables".into(),
+        value: "1".into(),
+    }
 }
 
 /// `route_localnet=1` on a bridge: the host's own `127.0.0.1:PORT` is DNATed to a
@@ -638,10 +752,24 @@ pub struct Leave {
     pub reap: Option<String>,
 }
 
-/// Leave a network: a veth endpoint's host end goes off the bridge and its container end
+/// Leave a network: the firewall elements that go with the endpoint are removed; a veth
+/// endpoint's host end goes off the bridge and its container end
 /// down and out of the way under its parked name (a reconnect must not meet it), the pair
 /// deleted later; an endpoint without a host end is deleted inside its sandbox.
-pub fn leave(ep: &Endpoint, sandbox: Option<PathBuf>) -> Leave {
+pub fn leave(
+    ep: &Endpoint,
+    sandbox: Option<PathBuf>,
+    firewall: crate::firewall::Elements,
+) -> Leave {
+    let mut leave = leave_links(ep, sandbox);
+    if !firewall.is_empty() {
+        leave.ops.insert(0, Op::FirewallDelete(firewall));
+    }
+    leave
+}
+
+/// The links part of [`leave`].
+fn leave_links(ep: &Endpoint, sandbox: Option<PathBuf>) -> Leave {
     match (&ep.host_ifname, sandbox) {
         (Some(host), sandbox) => {
             let mut ops = vec![Op::ReleaseLink { name: host.clone() }];
@@ -754,7 +882,7 @@ mod tests {
 
     #[test]
     fn leaving_parks_a_veth_and_deletes_a_macvlan() {
-        let l = leave(&ep(), Some("/x/sb".into()));
+        let l = leave(&ep(), Some("/x/sb".into()), Default::default());
         assert_eq!(l.reap.as_deref(), Some("vethabcdef0"));
         let text: Vec<String> = l.ops.iter().map(|o| o.to_string()).collect();
         assert_eq!(
@@ -768,9 +896,52 @@ mod tests {
             host_ifname: None,
             ..ep()
         };
-        let l = leave(&mv, Some("/x/sb".into()));
+        let l = leave(&mv, Some("/x/sb".into()), Default::default());
         assert_eq!(l.reap, None);
         assert_eq!(l.ops[0].to_string(), "nsenter --net=/x/sb ip link del eth0");
+    }
+
+    #[test]
+    fn a_found_bridge_is_brought_back_to_its_record() {
+        let found = FoundBridge {
+            addrs: vec!["172.18.0.1/16".parse().unwrap()],
+            mtu: 9000,
+        };
+        assert_eq!(
+            bridge_converge(&net(), Some(&found)).to_string(),
+            "ip link set reef0 address 02:42:ac:11:00:01\n\
+             ip addr del 172.18.0.1/16 dev reef0\n\
+             ip addr add 172.17.0.1/16 dev reef0\n\
+             ip link set reef0 up\n\
+             ip link set reef0 mtu 1500\n"
+        );
+        assert_eq!(bridge_converge(&net(), None), bridge_setup(&net(), false));
+    }
+
+    #[test]
+    fn run_undoes_the_applied_steps_newest_first() {
+        let mut plan = sandbox_create("/x/sb".into());
+        plan.extend(attach(&net(), &ep(), "/x/sb".into()));
+        let mut seen = Vec::new();
+        let failed = plan
+            .run(|i, op| {
+                seen.push((i, op.clone()));
+                if i == Some(3) {
+                    Err("master")
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert_eq!((failed.step, failed.cause), (3, "master"));
+        assert!(failed.undo_errors.is_empty());
+        let undos: Vec<Op> = seen
+            .into_iter()
+            .filter(|(i, _)| i.is_none())
+            .map(|(_, op)| op)
+            .collect();
+        assert_eq!(undos, plan.rollback(3));
+        assert!(plan.run(|_, _| Ok::<(), ()>(())).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use reef_core::firewall::{self, Elements, NetworkRule};
 use reef_core::ipam::{self, AddressSpace};
 use reef_core::model::{BridgeNetwork, DriverConfig, Network, NetworkMode};
 use reef_core::names;
-use reef_core::plan::{self, NsRef, Op};
+use reef_core::plan;
 use reef_store::Change;
 
 use super::{Engine, EngineError, Inner, Result};
@@ -19,7 +19,7 @@ use super::{Engine, EngineError, Inner, Result};
 pub(crate) const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 pub(crate) const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 pub(crate) const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
-pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+pub(crate) use reef_core::driver::OPT_MTU;
 pub(crate) const OPT_HOST_IP: &str = "com.docker.network.bridge.host_binding_ipv4";
 
 impl Engine {
@@ -44,39 +44,21 @@ impl Engine {
                     changes.push(Change::DeleteNetwork(n.id));
                 }
             }
-            BridgeChoice::Default => {
-                let br = self.own_default_bridge(&mut inner, stored.as_ref())?;
-                let net = match stored {
-                    Some(mut n) => {
-                        n.driver = DriverConfig::Bridge { bridge: br };
-                        n
-                    }
-                    None => {
-                        self.builtin(names::DEFAULT_NETWORK, DriverConfig::Bridge { bridge: br })
-                    }
+            choice => {
+                let br = match choice {
+                    BridgeChoice::Named(name) => self.adopt_user_bridge(&mut inner, name)?,
+                    _ => self.own_default_bridge(&mut inner, stored.as_ref())?,
                 };
-                changes.push(Change::PutNetwork(net));
-            }
-            BridgeChoice::Named(name) => {
-                let br = self.adopt_user_bridge(&mut inner, name)?;
+                let driver = DriverConfig::Bridge { bridge: br };
                 let net = match stored {
-                    Some(mut n) => {
-                        n.driver = DriverConfig::Bridge { bridge: br };
-                        n
-                    }
-                    None => {
-                        self.builtin(names::DEFAULT_NETWORK, DriverConfig::Bridge { bridge: br })
-                    }
+                    Some(n) => Network { driver, ..n },
+                    None => self.builtin(names::DEFAULT_NETWORK, driver),
                 };
                 changes.push(Change::PutNetwork(net));
             }
         }
         if self.cfg.ip_forward {
-            inner.exec.apply(&Op::Sysctl {
-                ns: NsRef::Host,
-                key: "net.ipv4.ip_forward".into(),
-                value: "1".into(),
-            })?;
+            inner.exec.apply(&plan::ip_forward())?;
         }
         inner.store.commit(&changes)?;
         for c in changes {
@@ -121,19 +103,11 @@ impl Engine {
             }
         }
         if !self.cfg.icc {
-            // Bridged traffic meets the forward hook (and --icc=false) only through br_netfilter.
-            inner
-                .exec
-                .apply(&Op::Sysctl {
-                    ns: NsRef::Host,
-                    key: "net.bridge.bridge-nf-call-iptables".into(),
-                    value: "1".into(),
-                })
-                .map_err(|e| {
-                    EngineError::Invalid(format!(
-                        "--icc=false needs the br_netfilter kernel module (modprobe br_netfilter): {e}"
-                    ))
-                })?;
+            inner.exec.apply(&plan::bridge_nf_call()).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "--icc=false needs the br_netfilter kernel module (modprobe br_netfilter): {e}"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -216,31 +190,11 @@ impl Engine {
             }
         };
         let br = self.bridge_facts(ifname, bridge_addr, true)?;
-        let mut plan = plan::bridge_setup(&br, link.is_some());
-        // A --bip change re-addresses reef's own bridge: drop the addresses it no longer has.
-        for old in existing_v4.iter().filter(|a| **a != bridge_addr) {
-            plan.steps.insert(
-                0,
-                plan::Step {
-                    op: Op::DelAddr {
-                        ns: NsRef::Host,
-                        link: br.ifname.clone(),
-                        addr: IpNet::V4(*old),
-                    },
-                    undo: None,
-                },
-            );
-        }
-        if link.as_ref().is_some_and(|l| l.mtu != br.mtu) {
-            plan.steps.push(plan::Step {
-                op: Op::SetMtu {
-                    ns: NsRef::Host,
-                    link: br.ifname.clone(),
-                    mtu: br.mtu,
-                },
-                undo: None,
-            });
-        }
+        let found = link.as_ref().map(|l| plan::FoundBridge {
+            addrs: existing_v4.clone(),
+            mtu: l.mtu,
+        });
+        let plan = plan::bridge_converge(&br, found.as_ref());
         inner.exec.apply_plan(&plan)?;
         Ok(br)
     }

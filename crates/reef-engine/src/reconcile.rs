@@ -9,9 +9,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use reef_core::model::{Container, Status};
-use reef_core::names;
-use reef_core::plan::{NsRef, Op};
+use reef_core::model::{Container, Network, Status};
+use reef_core::orphans::{self, HostLink};
 
 use super::{Engine, Inner, Result};
 
@@ -115,73 +114,29 @@ impl Engine {
     /// files); removed when `fix`.
     pub(crate) fn remove_orphans(&self, inner: &mut Inner, fix: bool) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        let live_endpoints: BTreeSet<String> = inner
-            .containers
-            .values()
-            .flat_map(|c| c.endpoints.iter().map(|e| e.id.clone()))
+        let links: Vec<HostLink> = inner
+            .exec
+            .links()?
+            .into_iter()
+            .map(|l| HostLink {
+                name: l.name,
+                kind: l.kind,
+                alias: l.alias,
+            })
             .collect();
-        // One listing serves both passes: removing a veth leaves the bridges as they are.
-        let links = inner.exec.links()?;
-        for link in &links {
-            let Some(ep) = link.alias.as_deref().and_then(names::endpoint_from_alias) else {
-                continue;
-            };
-            if !live_endpoints.contains(ep) && !self.reaper.link_pending(&link.name) {
-                found.push(format!("orphaned veth {}", link.name));
-                if !fix {
-                    continue;
-                }
-                if let Err(e) = inner.exec.apply(&Op::DeleteLink {
-                    ns: NsRef::Host,
-                    name: link.name.clone(),
-                }) {
-                    if !e.is_not_found() {
-                        tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned veth");
-                    }
-                }
-            }
-        }
-        // Bridges named as reef names them (br-<12 hex>) that no network accounts for: a
-        // `network rm` cut off after its record was deleted.
-        let bridges: BTreeSet<String> = inner
-            .networks
-            .values()
-            .filter_map(|n| n.bridge().map(|b| b.ifname.clone()))
-            .collect();
-        for link in &links {
-            let reef_named = link
-                .name
-                .strip_prefix("br-")
-                .is_some_and(|h| h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()));
-            if link.kind.as_deref() == Some("bridge") && reef_named && !bridges.contains(&link.name)
-            {
-                found.push(format!("orphaned bridge {}", link.name));
-                if fix {
-                    if let Err(e) = inner.exec.apply(&Op::DeleteLink {
-                        ns: NsRef::Host,
-                        name: link.name.clone(),
-                    }) {
-                        tracing::warn!(link = %link.name, error = %e, "cannot remove orphaned bridge");
-                    }
-                }
-            }
-        }
-        let live_sandboxes: BTreeSet<String> = inner
-            .containers
-            .values()
-            .filter_map(|c| c.sandbox.clone())
-            .collect();
-        if let Ok(dir) = std::fs::read_dir(self.paths.netns_dir()) {
-            for entry in dir.flatten() {
-                let path = entry.path();
-                if !live_sandboxes.contains(&path.display().to_string()) {
-                    found.push(format!("orphaned sandbox {}", path.display()));
-                    if !fix {
-                        continue;
-                    }
-                    if let Err(e) = inner.exec.apply(&Op::DeleteSandbox { path: path.clone() }) {
-                        tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove orphaned sandbox");
-                    }
+        let sandboxes: Vec<std::path::PathBuf> = std::fs::read_dir(self.paths.netns_dir())
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let networks: Vec<&Network> = inner.networks.values().collect();
+        let containers: Vec<&Container> = inner.containers.values().collect();
+        let leftovers = orphans::find(&networks, &containers, &links, &sandboxes, &|name| {
+            self.reaper.link_pending(name)
+        });
+        for o in leftovers {
+            found.push(o.what);
+            if fix {
+                if let Err(e) = inner.exec.apply(&o.op) {
+                    tracing::warn!(op = %o.op, error = %e, "cannot remove a leftover");
                 }
             }
         }

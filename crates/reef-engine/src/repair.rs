@@ -10,7 +10,7 @@ use std::time::Duration;
 use reef_core::driver::NetworkDriver;
 use reef_core::firewall;
 use reef_core::model::{Container, DriverConfig, NetworkMode};
-use reef_core::plan::{self, NsRef, Op, Step};
+use reef_core::plan;
 use reef_kernel::events::Change;
 
 use super::{Engine, Inner, Result};
@@ -112,15 +112,19 @@ impl Engine {
             .collect();
         let addrs = inner.exec.addrs().unwrap_or_default();
         for br in bridges {
-            let exists = match inner.exec.link(&br.ifname) {
+            let bridge_found = match inner.exec.link(&br.ifname) {
                 Ok(Some(link)) => {
+                    let own: Vec<ipnet::Ipv4Net> = addrs
+                        .iter()
+                        .filter(|a| a.index == link.index)
+                        .filter_map(|a| match a.addr {
+                            ipnet::IpNet::V4(v4) => Some(v4),
+                            ipnet::IpNet::V6(_) => None,
+                        })
+                        .collect();
                     // A crash in the middle of `network create` (or someone's `ip link set
                     // down` / `ip addr flush`) leaves a bridge that is there but unusable.
-                    let addressed = br.bridge_addr.is_none_or(|want| {
-                        addrs
-                            .iter()
-                            .any(|a| a.index == link.index && a.addr == ipnet::IpNet::V4(want))
-                    });
+                    let addressed = br.bridge_addr.is_none_or(|want| own.contains(&want));
                     if link.up && addressed {
                         continue;
                     }
@@ -133,35 +137,22 @@ impl Engine {
                             "down"
                         }
                     ));
-                    true
+                    Some(plan::FoundBridge {
+                        addrs: own,
+                        mtu: link.mtu,
+                    })
                 }
                 _ => {
                     found.push(format!("bridge {} missing", br.ifname));
-                    false
+                    None
                 }
             };
             if !fix {
                 continue;
             }
-            let mut p = plan::bridge_setup(&br, exists);
-            if let (true, Some(addr)) = (exists, br.bridge_addr) {
-                // The create may have stopped before its MAC was set.
-                p.steps.insert(
-                    0,
-                    Step {
-                        op: Op::SetMac {
-                            link: br.ifname.clone(),
-                            mac: reef_core::names::mac_from_ipv4(addr.addr()),
-                        },
-                        undo: None,
-                    },
-                );
-            }
+            let mut p = plan::bridge_converge(&br, bridge_found.as_ref());
             if self.cfg.iptables {
-                p.steps.push(Step {
-                    op: plan::route_localnet(&br.ifname),
-                    undo: None,
-                });
+                p.extend(plan::bridge_publishing(&br.ifname));
             }
             if let Err(e) = inner.exec.apply_plan(&p) {
                 tracing::error!(bridge = %br.ifname, error = %e, "cannot re-create bridge");
@@ -230,70 +221,51 @@ impl Engine {
             let Some(net) = inner.networks.get(&ep.network_id).cloned() else {
                 continue;
             };
-            let (Some(br), Some(host_end)) = (net.bridge().cloned(), ep.host_ifname.clone()) else {
-                // No host end to look at (macvlan): an attachment cut off by a crash is
-                // rebuilt whole; its link lives and dies inside the sandbox.
-                if ep.pending {
-                    found.push(format!("{}: {} was left half-made", c.name, ep.ifname));
-                    if let (true, Some(driver)) = (fix, net.driver.endpoints()) {
-                        let _ = inner.exec.apply(&Op::DeleteLink {
-                            ns: NsRef::Sandbox(sandbox.to_path_buf()),
-                            name: ep.ifname.clone(),
-                        });
-                        if let Err(e) = inner
-                            .exec
-                            .apply_plan(&driver.plan_join(ep, sandbox.to_path_buf()))
-                        {
-                            tracing::warn!(id = %c.short_id(), error = %e, "cannot repair {}", ep.ifname);
-                        }
-                    }
-                }
+            let Some(driver) = net.driver.endpoints() else {
                 continue;
             };
-            let bridge_index = inner.exec.link(&br.ifname).ok().flatten().map(|l| l.index);
-            let alias = reef_core::names::veth_alias(&ep.id);
-            match inner.exec.link(&host_end) {
-                Ok(Some(link))
-                    if !ep.pending
-                        && link.master.is_some()
-                        && link.master == bridge_index
-                        && link.alias.as_deref() == Some(alias.as_str()) => {}
-                other => {
-                    found.push(match other {
-                        Ok(Some(_)) => format!(
-                            "{}: veth {} is not attached to {} as reef left it",
-                            c.name, host_end, br.ifname
-                        ),
-                        _ => format!("{}: veth {host_end} missing", c.name),
-                    });
-                    if fix {
-                        // Half-made (a crash inside an attach) or detached: rebuild it whole.
-                        let _ = inner.exec.apply(&Op::DeleteLink {
-                            ns: NsRef::Host,
-                            name: host_end.clone(),
-                        });
-                        // The peer died with the host end; clear a stale one, then re-attach.
-                        let _ = inner.exec.apply(&Op::DeleteLink {
-                            ns: NsRef::Sandbox(sandbox.to_path_buf()),
-                            name: ep.ifname.clone(),
-                        });
-                        if let Err(e) =
-                            inner
-                                .exec
-                                .apply_plan(&plan::attach(&br, ep, sandbox.to_path_buf()))
+            let broken = match (net.bridge(), &ep.host_ifname) {
+                (Some(br), Some(host_end)) => {
+                    let bridge_index = inner.exec.link(&br.ifname).ok().flatten().map(|l| l.index);
+                    let alias = reef_core::names::veth_alias(&ep.id);
+                    match inner.exec.link(host_end) {
+                        Ok(Some(link))
+                            if !ep.pending
+                                && link.master.is_some()
+                                && link.master == bridge_index
+                                && link.alias.as_deref() == Some(alias.as_str()) =>
                         {
-                            tracing::warn!(id = %c.short_id(), error = %e, "cannot repair veth");
+                            None
                         }
-                        if self.cfg.iptables {
-                            let identity = firewall::Elements {
-                                endpoints: firewall::endpoint_rule(ep).into_iter().collect(),
-                                ..Default::default()
-                            };
-                            if let Err(e) = inner.exec.apply(&Op::FirewallAdd(identity)) {
-                                tracing::warn!(id = %c.short_id(), error = %e, "cannot restore anti-spoofing");
-                            }
-                        }
+                        Ok(Some(_)) => Some(format!(
+                            "{}: veth {host_end} is not attached to {} as reef left it",
+                            c.name, br.ifname
+                        )),
+                        _ => Some(format!("{}: veth {host_end} missing", c.name)),
                     }
+                }
+                // No host end to look at (macvlan): an attachment cut off by a crash is
+                // rebuilt whole; its link lives and dies inside the sandbox.
+                _ => ep
+                    .pending
+                    .then(|| format!("{}: {} was left half-made", c.name, ep.ifname)),
+            };
+            let Some(what) = broken else { continue };
+            found.push(what);
+            if !fix {
+                continue;
+            }
+            // Half-made (a crash inside an attach) or detached: rebuild it whole.
+            let rejoin = reef_core::driver::rejoin(driver, ep, sandbox.to_path_buf());
+            if let Err(e) = inner.exec.apply_plan(&rejoin) {
+                tracing::warn!(id = %c.short_id(), error = %e, "cannot repair {}", ep.ifname);
+            }
+            if self.cfg.iptables {
+                if let Err(e) = inner
+                    .exec
+                    .apply_plan(&plan::firewall(firewall::identity(ep)))
+                {
+                    tracing::warn!(id = %c.short_id(), error = %e, "cannot restore anti-spoofing");
                 }
             }
         }

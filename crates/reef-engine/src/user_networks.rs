@@ -11,7 +11,7 @@ use reef_core::model::{
     BridgeNetwork, Container, DriverConfig, Endpoint, Network, NetworkAttachment,
 };
 use reef_core::names;
-use reef_core::plan::{self, Op, Plan, Step};
+use reef_core::plan;
 use reef_store::Change;
 
 use super::networks::{OPT_BRIDGE_NAME, OPT_HOST_IP, OPT_ICC, OPT_MASQ, OPT_MTU};
@@ -149,7 +149,7 @@ impl Engine {
         // Record first: a crash after this leaves a network whose objects start-up
         // re-creates, never an object no record accounts for.
         inner.store.commit(&[Change::PutNetwork(net.clone())])?;
-        let plan = self.network_plan(&net);
+        let plan = reef_core::driver::network_up(&net, self.firewall_rule(&net));
         if let Err(e) = inner.exec.apply_plan(&plan) {
             inner.store.commit(&[Change::DeleteNetwork(id.clone())])?;
             return Err(e.into());
@@ -223,24 +223,9 @@ impl Engine {
         })
     }
 
-    /// A new network's own objects: its driver's, and for a bridge the sysctls and
-    /// firewall elements.
-    fn network_plan(&self, net: &Network) -> Plan {
-        let Some(driver) = net.driver.endpoints() else {
-            return Plan::default();
-        };
-        let mut plan = driver.plan_up(false);
-        if let (Some(br), true) = (net.bridge(), self.cfg.iptables) {
-            plan.steps.push(Step {
-                op: plan::route_localnet(&br.ifname),
-                undo: None,
-            });
-            plan.extend(plan::firewall(reef_core::firewall::Elements {
-                networks: vec![self.network_rule(net)],
-                ..Default::default()
-            }));
-        }
-        plan
+    /// The firewall rule of a bridge network, when reef writes a firewall.
+    fn firewall_rule(&self, net: &Network) -> Option<reef_core::firewall::NetworkRule> {
+        (self.cfg.iptables && net.bridge().is_some()).then(|| self.network_rule(net))
     }
 
     /// Remove a network nobody uses.
@@ -290,14 +275,7 @@ impl Engine {
         if let Some(addr) = driver.dns_address() {
             self.dns_unlisten(addr);
         }
-        let mut ops = Vec::new();
-        if self.cfg.iptables && net.bridge().is_some() {
-            ops.push(Op::FirewallDelete(reef_core::firewall::Elements {
-                networks: vec![self.network_rule(net)],
-                ..Default::default()
-            }));
-        }
-        ops.extend(driver.plan_down().steps.into_iter().map(|s| s.op));
+        let ops = reef_core::driver::network_down(net, self.firewall_rule(net));
         for op in ops {
             if let Err(e) = inner.exec.apply(&op) {
                 tracing::warn!(op = %op, error = %e, "network removal step failed");
@@ -463,23 +441,8 @@ impl Engine {
         let mut teardown = None;
         if let Some(pos) = c.endpoints.iter().position(|e| e.network_id == net.id) {
             let ep = c.endpoints.remove(pos);
-            // Its identity goes; so do ports and links if they point at this address.
-            let mut gone = reef_core::firewall::Elements {
-                endpoints: c
-                    .firewall
-                    .endpoints
-                    .iter()
-                    .filter(|e| Some(&e.port) == ep.host_ifname.as_ref())
-                    .cloned()
-                    .collect(),
-                ..Default::default()
-            };
-            c.firewall
-                .endpoints
-                .retain(|e| Some(&e.port) != ep.host_ifname.as_ref());
+            let gone = reef_core::firewall::take_on_leave(&mut c.firewall, &ep, pos == 0);
             if pos == 0 {
-                gone.ports = std::mem::take(&mut c.firewall.ports);
-                gone.links = std::mem::take(&mut c.firewall.links);
                 c.ports.clear();
                 self.proxies.stop(&c.id);
             }
@@ -496,12 +459,7 @@ impl Engine {
         let sandbox = c.sandbox.clone();
         self.put(&mut inner, c)?;
         if let Some((ep, gone)) = teardown {
-            if !gone.is_empty() {
-                if let Err(e) = inner.exec.apply(&Op::FirewallDelete(gone)) {
-                    tracing::warn!(%id, error = %e, "disconnect: firewall elements stay until the next sync");
-                }
-            }
-            self.leave_network(&mut inner, &id, &ep, sandbox);
+            self.leave_network(&mut inner, &id, &ep, sandbox, gone);
         }
         self.publish_dns_container(&inner, &id);
         Ok(())
@@ -509,8 +467,15 @@ impl Engine {
 
     /// Leave a network in the kernel (see [`plan::leave`]): what fails is logged, and a
     /// veth pair that could not be set aside is deleted at once instead of later.
-    fn leave_network(&self, inner: &mut Inner, id: &str, ep: &Endpoint, sandbox: Option<String>) {
-        let leave = plan::leave(ep, sandbox.clone().map(Into::into));
+    fn leave_network(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        ep: &Endpoint,
+        sandbox: Option<String>,
+        firewall: reef_core::firewall::Elements,
+    ) {
+        let leave = plan::leave(ep, sandbox.clone().map(Into::into), firewall);
         let mut all_applied = true;
         for op in &leave.ops {
             if let Err(e) = inner.exec.apply(op) {

@@ -156,14 +156,7 @@ fn a_network_whose_kernel_work_fails_leaves_no_record_and_no_link() {
 fn a_macvlan_network_uses_the_users_parent_and_never_changes_it() {
     let bed = start("macvlan", MemStore::new(), with_eth0);
     let before = bed.kernel.host_links();
-    bed.engine
-        .create_network(net(
-            "lan",
-            "macvlan",
-            "192.168.50.0/24",
-            &[("parent", "eth0")],
-        ))
-        .unwrap();
+    lan_on_eth0(&bed);
     let n = bed.engine.network("lan").unwrap();
     let DriverConfig::Macvlan { macvlan } = &n.driver else {
         panic!("{n:?}")
@@ -250,6 +243,34 @@ fn start_up_brings_back_a_vlan_parent_the_host_lost() {
     assert!(vlan.up && vlan.kind.as_deref() == Some("vlan"));
 }
 
+/// The macvlan network most tests use: `lan`, 192.168.50.0/24 on eth0.
+fn lan_on_eth0(bed: &Bed) {
+    bed.engine
+        .create_network(net(
+            "lan",
+            "macvlan",
+            "192.168.50.0/24",
+            &[("parent", "eth0")],
+        ))
+        .unwrap();
+}
+
+/// A container record of `spec` called `name`.
+fn create(bed: &Bed, name: &str, spec: ContainerSpec) -> Result<String, EngineError> {
+    bed.engine.create(CreateRequest {
+        name: Some(name.into()),
+        spec,
+    })
+}
+
+/// A container that runs `true` on the default bridge.
+fn plain_spec() -> ContainerSpec {
+    ContainerSpec {
+        cmd: vec!["true".into()],
+        ..Default::default()
+    }
+}
+
 fn spec_on(network: &str) -> ContainerSpec {
     ContainerSpec {
         cmd: vec!["sleep".into(), "100".into()],
@@ -261,23 +282,10 @@ fn spec_on(network: &str) -> ContainerSpec {
 #[test]
 fn publishing_from_a_macvlan_network_is_refused_at_create() {
     let bed = start("mvports", MemStore::new(), with_eth0);
-    bed.engine
-        .create_network(net(
-            "lan",
-            "macvlan",
-            "192.168.50.0/24",
-            &[("parent", "eth0")],
-        ))
-        .unwrap();
+    lan_on_eth0(&bed);
     let mut spec = spec_on("lan");
     spec.publish = reef_core::ports::parse_publish("8080:80").unwrap();
-    let err = bed
-        .engine
-        .create(CreateRequest {
-            name: Some("web".into()),
-            spec,
-        })
-        .unwrap_err();
+    let err = create(&bed, "web", spec).unwrap_err();
     assert!(err.to_string().contains("macvlan network lan"), "{err}");
     assert!(bed.store.containers().is_empty());
 }
@@ -287,21 +295,8 @@ fn publishing_from_a_macvlan_network_is_refused_at_create() {
 #[test]
 fn a_failed_start_on_macvlan_undoes_its_link_and_sandbox() {
     let bed = start("mvstart", MemStore::new(), with_eth0);
-    bed.engine
-        .create_network(net(
-            "lan",
-            "macvlan",
-            "192.168.50.0/24",
-            &[("parent", "eth0")],
-        ))
-        .unwrap();
-    let id = bed
-        .engine
-        .create(CreateRequest {
-            name: Some("m1".into()),
-            spec: spec_on("lan"),
-        })
-        .unwrap();
+    lan_on_eth0(&bed);
+    let id = create(&bed, "m1", spec_on("lan")).unwrap();
     let err = bed.engine.start_container(&id, false).unwrap_err();
     assert!(
         err.to_string().contains("without a container runtime"),
@@ -332,16 +327,7 @@ fn a_failed_start_on_macvlan_undoes_its_link_and_sandbox() {
 fn a_start_failing_inside_the_attach_leaves_no_veth() {
     let bed = start("brstart", MemStore::new(), |_| {});
     let before = bed.kernel.host_links();
-    let id = bed
-        .engine
-        .create(CreateRequest {
-            name: Some("b1".into()),
-            spec: ContainerSpec {
-                cmd: vec!["true".into()],
-                ..Default::default()
-            },
-        })
-        .unwrap();
+    let id = create(&bed, "b1", plain_spec()).unwrap();
     bed.kernel.fail_next("ip link set veth", libc::EBUSY);
     let err = bed.engine.start_container(&id, false).unwrap_err();
     assert!(err.to_string().contains("Device or resource busy"), "{err}");
@@ -353,24 +339,8 @@ fn a_start_failing_inside_the_attach_leaves_no_veth() {
 #[test]
 fn connecting_a_stopped_container_checks_its_address_now() {
     let bed = start("connect", MemStore::new(), with_eth0);
-    bed.engine
-        .create_network(net(
-            "lan",
-            "macvlan",
-            "192.168.50.0/24",
-            &[("parent", "eth0")],
-        ))
-        .unwrap();
-    let id = bed
-        .engine
-        .create(CreateRequest {
-            name: Some("c1".into()),
-            spec: ContainerSpec {
-                cmd: vec!["true".into()],
-                ..Default::default()
-            },
-        })
-        .unwrap();
+    lan_on_eth0(&bed);
+    let id = create(&bed, "c1", plain_spec()).unwrap();
     let err = bed
         .engine
         .connect("lan", &id, Some("10.0.0.5".parse().unwrap()), vec![])

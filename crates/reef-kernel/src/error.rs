@@ -63,6 +63,20 @@ pub enum KernelError {
     },
 }
 
+/// A failed plan is its step's error, with the undo errors when there were any.
+impl From<reef_core::plan::PlanFailure<KernelError>> for KernelError {
+    fn from(f: reef_core::plan::PlanFailure<KernelError>) -> Self {
+        if f.undo_errors.is_empty() {
+            f.cause
+        } else {
+            KernelError::Undo {
+                cause: Box::new(f.cause),
+                undo_errors: f.undo_errors,
+            }
+        }
+    }
+}
+
 struct Detail<'a>(&'a Option<String>);
 
 impl fmt::Display for Detail<'_> {

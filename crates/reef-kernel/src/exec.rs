@@ -125,29 +125,15 @@ impl Executor {
     }
 
     fn apply_steps(&mut self, plan: &Plan) -> Result<(), KernelError> {
-        for (i, step) in plan.steps.iter().enumerate() {
-            let res = if self.fail_before == Some(i) {
-                Err(KernelError::Injected { step: i })
-            } else {
-                self.apply_op(&step.op)
-            };
-            let Err(cause) = res else { continue };
-            tracing::debug!(step = i, error = %cause, "step failed, rolling back");
-            let mut undo_errors = Vec::new();
-            for undo in plan.rollback(i) {
-                if let Err(e) = self.apply_op(&undo) {
-                    undo_errors.push(e);
-                }
-            }
-            if undo_errors.is_empty() {
-                return Err(cause);
-            }
-            return Err(KernelError::Undo {
-                cause: Box::new(cause),
-                undo_errors,
-            });
-        }
-        Ok(())
+        let fail_before = self.fail_before;
+        plan.run(|step, op| match step {
+            Some(i) if fail_before == Some(i) => Err(KernelError::Injected { step: i }),
+            _ => self.apply_op(op),
+        })
+        .map_err(|f| {
+            tracing::debug!(step = f.step, error = %f.cause, "step failed, rolled back");
+            KernelError::from(f)
+        })
     }
 
     fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {

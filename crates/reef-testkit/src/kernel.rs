@@ -99,11 +99,6 @@ impl KernelModel {
         self.state().host.get(name).cloned()
     }
 
-    /// The links of a sandbox; `None` when there is no such sandbox.
-    pub fn sandbox_links(&self, path: &Path) -> Option<BTreeMap<String, FakeLink>> {
-        self.state().sandboxes.get(path).cloned()
-    }
-
     /// Fail the next op whose `ip`-syntax text starts with `prefix`, with `errno`.
     pub fn fail_next(&self, prefix: &str, errno: i32) {
         self.state().fail_op = Some((prefix.into(), errno));
@@ -413,27 +408,12 @@ impl FakeState {
 impl Kernel for FakeKernel {
     fn apply_plan(&mut self, plan: &Plan) -> Result<(), KernelError> {
         let mut st = self.model.state();
-        for (i, step) in plan.steps.iter().enumerate() {
-            let res = if st.fail_before_step == Some(i) {
-                Err(KernelError::Injected { step: i })
-            } else {
-                st.apply_op(&step.op)
-            };
-            let Err(cause) = res else { continue };
-            let undo_errors: Vec<KernelError> = plan
-                .rollback(i)
-                .iter()
-                .filter_map(|u| st.apply_op(u).err())
-                .collect();
-            if undo_errors.is_empty() {
-                return Err(cause);
-            }
-            return Err(KernelError::Undo {
-                cause: Box::new(cause),
-                undo_errors,
-            });
-        }
-        Ok(())
+        let fail_before = st.fail_before_step;
+        plan.run(|step, op| match step {
+            Some(i) if fail_before == Some(i) => Err(KernelError::Injected { step: i }),
+            _ => st.apply_op(op),
+        })
+        .map_err(KernelError::from)
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), KernelError> {

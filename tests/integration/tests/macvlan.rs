@@ -23,6 +23,28 @@ fn network_names(h: &Host) -> Vec<String> {
         .collect()
 }
 
+/// A macvlan network on the host's link to the "outside" LAN (198.51.100.0/24, whose
+/// router is the outside namespace), its containers' addresses from `ip_range`.
+fn lan_on_uplink(h: &Host, name: &str, ip_range: &str, extra: &[&str]) {
+    let mut a = vec![
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet",
+        "198.51.100.0/24",
+        "--gateway",
+        OUTSIDE_IP,
+        "--ip-range",
+        ip_range,
+        "-o",
+        "parent=uplink0",
+    ];
+    a.extend_from_slice(extra);
+    a.push(name);
+    h.reef_ok(&a);
+}
+
 /// The host's links, to show a refused create left nothing behind.
 fn host_links(h: &Host) -> String {
     h.sh("ip -o link show | cut -d: -f2 | sort").ok("links")
@@ -35,21 +57,7 @@ fn r12_macvlan_containers_live_on_the_parents_segment() {
     let mut h = Host::new("macvlan");
     let outside = h.add_outside();
     h.start_daemon(&[]);
-    h.reef_ok(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "--subnet",
-        "198.51.100.0/24",
-        "--gateway",
-        OUTSIDE_IP,
-        "--ip-range",
-        "198.51.100.128/25",
-        "-o",
-        "parent=uplink0",
-        "lan",
-    ]);
+    lan_on_uplink(&h, "lan", "198.51.100.128/25", &[]);
     let ls = h.reef_ok(&["network", "ls"]);
     let row = ls.lines().find(|l| l.contains(" lan ")).unwrap_or_default();
     assert!(row.contains("macvlan") && row.contains("local"), "{ls}");
@@ -185,23 +193,12 @@ fn r12_macvlan_private_mode_keeps_siblings_apart() {
     let mut h = Host::new("mvpriv");
     let outside = h.add_outside();
     h.start_daemon(&[]);
-    h.reef_ok(&[
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "--subnet",
-        "198.51.100.0/24",
-        "--gateway",
-        OUTSIDE_IP,
-        "--ip-range",
-        "198.51.100.64/26",
-        "-o",
-        "parent=uplink0",
-        "-o",
-        "macvlan_mode=private",
+    lan_on_uplink(
+        &h,
         "priv",
-    ]);
+        "198.51.100.64/26",
+        &["-o", "macvlan_mode=private"],
+    );
     sleeper(&h, "p1", &["--network", "priv"]);
     sleeper(&h, "p2", &["--network", "priv"]);
     let link = h.in_ctr("p1", "ip -d -o link show eth0").ok("eth0");
