@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Kernel tools reef and its tests use: iproute2 (ip), util-linux (nsenter, unshare),
-# and the tools the tests run inside containers (ping, dig, nc, curl, python3).
-PACKAGES=(iproute2 util-linux libnftables-dev iputils-ping dnsutils netcat-openbsd curl socat nftables conntrack procps python3 kmod dnsmasq-base)
+# the tools the tests run inside containers (ping, dig, nc, curl, python3), etcd for the
+# cluster store of overlay networks (and protoc, which its client crate builds with).
+PACKAGES=(iproute2 util-linux libnftables-dev iputils-ping dnsutils netcat-openbsd curl socat nftables conntrack procps python3 kmod dnsmasq-base etcd-server etcd-client protobuf-compiler iperf3)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -358,7 +358,7 @@ pub struct NetworkCreate {
     pub ipam: Ipam,
     /// Accepted for compatibility; duplicates are always refused.
     pub check_duplicate: bool,
-    /// Accepted for compatibility (every reef network is attachable).
+    /// `--attachable` (kept on overlays; every local reef network is attachable).
     pub attachable: bool,
     /// IPv6 is not supported; `true` is refused.
     #[serde(rename = "EnableIPv6")]
@@ -488,6 +488,32 @@ pub struct NetworkPruneResponse {
 pub struct SystemReport {
     /// One line per finding (check) or per removed object (gc).
     pub items: Vec<String>,
+}
+
+/// `POST /host/bridge-nic` and `POST /host/unbridge-nic` (reef's own).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NicRequest {
+    /// The NIC.
+    pub nic: String,
+    /// The bridge (bridge-nic).
+    pub bridge: String,
+    /// Seconds the default gateway has to answer after the move (bridge-nic).
+    pub timeout_secs: f64,
+}
+
+/// What `bridge-nic` / `unbridge-nic` did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NicReport {
+    /// The NIC.
+    pub nic: String,
+    /// The bridge.
+    pub bridge: String,
+    /// Whether reef created (or, undoing, deleted) the bridge.
+    pub created_bridge: bool,
+    /// The steps, as `ip` commands.
+    pub steps: Vec<String>,
 }
 
 /// `docker ps`'s words for a duration: "Less than a second", "3 seconds", "About a minute", ...

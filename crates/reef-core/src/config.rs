@@ -87,6 +87,14 @@ pub struct FileConfig {
     pub tlscert: Option<String>,
     /// `--tlskey` / `"tlskey"`.
     pub tlskey: Option<String>,
+    /// `--cluster-store` / `"cluster-store"`: `etcd://HOST:PORT[,HOST:PORT...]`.
+    pub cluster_store: Option<String>,
+    /// `--cluster-advertise` / `"cluster-advertise"`: this host's address (or interface)
+    /// for the overlay's tunnels.
+    pub cluster_advertise: Option<String>,
+    /// `--cluster-store-opt` / `"cluster-store-opts"`: `kv.cacertfile`, `kv.certfile`,
+    /// `kv.keyfile`, `discovery.ttl`, `discovery.heartbeat`.
+    pub cluster_store_opts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Which bridge the default network uses.
@@ -160,6 +168,165 @@ pub struct DaemonConfig {
     pub tlscert: Option<PathBuf>,
     /// `--tlskey`.
     pub tlskey: Option<PathBuf>,
+    /// The cluster store and this host's place in it, when `--cluster-store` is given.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Default `discovery.ttl`: how long a host's endpoints outlive it, in seconds.
+pub const DEFAULT_CLUSTER_TTL: u32 = 15;
+
+/// Where the cluster store is and how this host joins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`http://HOST:PORT`, `https://` with TLS).
+    pub endpoints: Vec<String>,
+    /// `--cluster-advertise`.
+    pub advertise: Advertise,
+    /// `discovery.ttl` in seconds: the lease of this host's keys.
+    pub ttl_secs: u32,
+    /// TLS to etcd: (CA, client certificate, client key), each optional.
+    pub tls: Option<ClusterTls>,
+}
+
+/// `--cluster-advertise`: an address, or an interface whose address is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Advertise {
+    /// Not given: the address of the interface of the default route.
+    DefaultRoute,
+    /// An address of this host.
+    Addr(Ipv4Addr),
+    /// An interface of this host.
+    Iface(String),
+}
+
+/// TLS files for the cluster store (`kv.cacertfile`, `kv.certfile`, `kv.keyfile`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterTls {
+    /// CA that signs etcd's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+}
+
+/// Parse `--cluster-store` and its options into where etcd is; `advertise` is
+/// `--cluster-advertise`.
+pub fn parse_cluster(
+    store: &str,
+    advertise: Option<&str>,
+    opts: &std::collections::BTreeMap<String, String>,
+) -> Result<ClusterConfig, ConfigError> {
+    let invalid = |reason: String| ConfigError::ClusterStoreInvalid {
+        value: store.to_string(),
+        reason,
+    };
+    let rest = match store.trim().split_once("://") {
+        Some(("etcd", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(invalid(format!(
+                "the {scheme} store is not supported: reef keeps cluster state in etcd \
+                 (etcd://HOST:PORT[,HOST:PORT...])"
+            )))
+        }
+        None => return Err(invalid("expected etcd://HOST:PORT[,HOST:PORT...]".into())),
+    };
+    let mut tls = ClusterTls {
+        ca: None,
+        cert: None,
+        key: None,
+    };
+    let mut ttl_secs = DEFAULT_CLUSTER_TTL;
+    for (k, v) in opts {
+        match k.as_str() {
+            "kv.cacertfile" => tls.ca = Some(PathBuf::from(v)),
+            "kv.certfile" => tls.cert = Some(PathBuf::from(v)),
+            "kv.keyfile" => tls.key = Some(PathBuf::from(v)),
+            "discovery.ttl" => {
+                ttl_secs = v
+                    .trim()
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|t| (2..=3600).contains(t))
+                    .ok_or_else(|| ConfigError::ClusterOptInvalid {
+                        key: k.clone(),
+                        reason: format!("{v:?} is not a number of seconds from 2 to 3600"),
+                    })?
+            }
+            // The lease is renewed at a third of its TTL, whatever the heartbeat says.
+            "discovery.heartbeat" => {}
+            _ => {
+                return Err(ConfigError::ClusterOptInvalid {
+                    key: k.clone(),
+                    reason: "unknown option (known: kv.cacertfile, kv.certfile, kv.keyfile, \
+                             discovery.ttl, discovery.heartbeat)"
+                        .into(),
+                })
+            }
+        }
+    }
+    let with_tls = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(ConfigError::ClusterOptInvalid {
+            key: "kv.certfile".into(),
+            reason: "kv.certfile and kv.keyfile go together".into(),
+        });
+    }
+    let scheme = if with_tls { "https" } else { "http" };
+    let rest = rest.split_once('/').map_or(rest, |(hosts, _)| hosts);
+    let mut endpoints = Vec::new();
+    for part in rest.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(invalid("an empty address in the list".into()));
+        }
+        let (host, port) = match part.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| invalid(format!("{part}: {p:?} is not a port")))?,
+            ),
+            None => (part, 2379),
+        };
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        {
+            return Err(invalid(format!(
+                "{part}: {host:?} is not a host name or address"
+            )));
+        }
+        endpoints.push(format!("{scheme}://{host}:{port}"));
+    }
+    let advertise = match advertise.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Advertise::DefaultRoute,
+        Some(a) => {
+            // Docker's form is ADDR:PORT or IFACE:PORT (the port of its API); the port
+            // means nothing to the tunnels.
+            let base = match a.rsplit_once(':') {
+                Some((b, p)) if p.parse::<u16>().is_ok() => b,
+                _ => a,
+            };
+            match base.parse::<Ipv4Addr>() {
+                Ok(ip) => Advertise::Addr(ip),
+                Err(_) => {
+                    names::validate_ifname(base).map_err(|_| ConfigError::AdvertiseInvalid {
+                        value: a.to_string(),
+                    })?;
+                    Advertise::Iface(base.to_string())
+                }
+            }
+        }
+    };
+    Ok(ClusterConfig {
+        endpoints,
+        advertise,
+        ttl_secs,
+        tls: with_tls.then_some(tls),
+    })
 }
 
 /// Errors in daemon.json or the daemon's flags. Messages are shown to users as they are.
@@ -297,6 +464,31 @@ pub enum ConfigError {
         value: String,
     },
     /// A `-H` value does not parse.
+    #[error("invalid --cluster-store {value:?}: {reason}")]
+    ClusterStoreInvalid {
+        /// As given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--cluster-store-opt` that is unknown or malformed.
+    #[error("invalid --cluster-store-opt {key}: {reason}")]
+    ClusterOptInvalid {
+        /// The option.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--cluster-advertise` that is neither an IPv4 address nor an interface name.
+    #[error("invalid --cluster-advertise {value:?}: expected this host's IPv4 address or interface, like 10.0.0.5 or eth0 (optionally with :PORT)")]
+    AdvertiseInvalid {
+        /// As given.
+        value: String,
+    },
+    /// `--cluster-advertise` or options without a store.
+    #[error("--cluster-advertise and --cluster-store-opt need --cluster-store")]
+    ClusterWithoutStore,
+    /// An API listen address that cannot be parsed.
     #[error("invalid -H {value:?}: {reason}")]
     HostInvalid {
         /// The value given.
@@ -391,6 +583,7 @@ pub fn defaults() -> DaemonConfig {
         tlscacert: None,
         tlscert: None,
         tlskey: None,
+        cluster: None,
     }
 }
 
@@ -516,6 +709,18 @@ pub fn resolve(file: FileConfig, flags: FileConfig) -> Result<DaemonConfig, Conf
     // Docker silently drops masquerading without iptables rather than refusing.
     let ip_masq = iptables && c.ip_masq.unwrap_or(d.ip_masq);
     let tlsverify = c.tlsverify.unwrap_or(d.tlsverify);
+    let cluster_opts = c.cluster_store_opts.unwrap_or_default();
+    let cluster = match non_empty(c.cluster_store) {
+        Some(store) => Some(parse_cluster(
+            &store,
+            c.cluster_advertise.as_deref(),
+            &cluster_opts,
+        )?),
+        None if non_empty(c.cluster_advertise).is_some() || !cluster_opts.is_empty() => {
+            return Err(ConfigError::ClusterWithoutStore)
+        }
+        None => None,
+    };
 
     Ok(DaemonConfig {
         bridge,
@@ -542,6 +747,7 @@ pub fn resolve(file: FileConfig, flags: FileConfig) -> Result<DaemonConfig, Conf
         tlscacert: non_empty(c.tlscacert).map(PathBuf::from),
         tlscert: non_empty(c.tlscert).map(PathBuf::from),
         tlskey: non_empty(c.tlskey).map(PathBuf::from),
+        cluster,
     })
 }
 
@@ -691,6 +897,9 @@ fn merge(file: FileConfig, flags: FileConfig) -> FileConfig {
         tlscacert,
         tlscert,
         tlskey,
+        cluster_store,
+        cluster_advertise,
+        cluster_store_opts,
     } = flags;
     FileConfig {
         bridge: bridge.or(file.bridge),
@@ -716,6 +925,9 @@ fn merge(file: FileConfig, flags: FileConfig) -> FileConfig {
         tlscacert: tlscacert.or(file.tlscacert),
         tlscert: tlscert.or(file.tlscert),
         tlskey: tlskey.or(file.tlskey),
+        cluster_store: cluster_store.or(file.cluster_store),
+        cluster_advertise: cluster_advertise.or(file.cluster_advertise),
+        cluster_store_opts: cluster_store_opts.or(file.cluster_store_opts),
     }
 }
 
@@ -1196,5 +1408,61 @@ mod tests {
         let json = serde_json::to_value(defaults()).unwrap();
         assert_eq!(json["mtu"], 1500);
         assert_eq!(json["bridge"], "Default");
+    }
+
+    #[test]
+    fn cluster_store_flags_as_docker_names_them() {
+        let c = resolve(
+            FileConfig::default(),
+            flags_from(
+                r#"{"cluster-store": "etcd://10.0.0.1:2379,10.0.0.2", "cluster-advertise": "ens33:2376",
+                    "cluster-store-opts": {"discovery.ttl": "9"}}"#,
+            ),
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(
+            c.endpoints,
+            vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(c.advertise, Advertise::Iface("ens33".into()));
+        assert_eq!(c.ttl_secs, 9);
+        assert_eq!(c.tls, None);
+        let mut opts = std::collections::BTreeMap::new();
+        opts.insert("kv.cacertfile".to_string(), "/ca.pem".to_string());
+        let t = parse_cluster("etcd://e1:2379", Some("10.0.0.5"), &opts).unwrap();
+        assert_eq!(t.endpoints, vec!["https://e1:2379"]);
+        assert_eq!(t.advertise, Advertise::Addr("10.0.0.5".parse().unwrap()));
+        assert_eq!(
+            parse_cluster("etcd://e1", None, &Default::default())
+                .unwrap()
+                .advertise,
+            Advertise::DefaultRoute
+        );
+        for (bad, words) in [
+            ("consul://x:8500", "not supported"),
+            ("10.0.0.1:2379", "expected etcd://"),
+            ("etcd://h:99999", "not a port"),
+            ("etcd://a,,b", "empty address"),
+            ("etcd://a b:1", "not a host name"),
+        ] {
+            let e = parse_cluster(bad, None, &Default::default()).unwrap_err();
+            assert!(e.to_string().contains(words), "{bad}: {e}");
+        }
+        opts.insert("kv.bogus".into(), "x".into());
+        assert!(parse_cluster("etcd://e1", None, &opts)
+            .unwrap_err()
+            .to_string()
+            .contains("kv.bogus"));
+        assert_eq!(
+            resolve(
+                FileConfig::default(),
+                flags_from(r#"{"cluster-advertise": "eth0"}"#)
+            )
+            .unwrap_err(),
+            ConfigError::ClusterWithoutStore
+        );
+        assert!(parse_cluster("etcd://e1", Some("not an iface!"), &Default::default()).is_err());
     }
 }

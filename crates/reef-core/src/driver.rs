@@ -8,6 +8,7 @@
 //! and its create-time decision (see [`macvlan::decide`]).
 
 pub mod macvlan;
+pub mod overlay;
 
 use core::net::Ipv4Addr;
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub struct NetworkCreate {
     pub labels: BTreeMap<String, String>,
     /// `-o`.
     pub options: BTreeMap<String, String>,
+    /// `--attachable` (overlay).
+    pub attachable: bool,
 }
 
 /// `-o com.docker.network.driver.mtu=`: the MTU of a network's interfaces.
@@ -184,6 +187,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Bridge { bridge } => Some(bridge),
             DriverConfig::Macvlan { macvlan } => Some(macvlan),
+            DriverConfig::Overlay { overlay } => Some(overlay),
             DriverConfig::Host | DriverConfig::Null => None,
         }
     }

@@ -7,6 +7,7 @@
 //! without root and keeps the kernel layer free of policy.
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod etc;
@@ -15,6 +16,7 @@ pub mod ipam;
 pub mod links;
 pub mod model;
 pub mod names;
+pub mod nic;
 pub mod orphans;
 pub mod plan;
 pub mod ports;

@@ -43,7 +43,24 @@ impl Network {
     pub fn bridge(&self) -> Option<&BridgeNetwork> {
         match &self.driver {
             DriverConfig::Bridge { bridge } => Some(bridge),
+            DriverConfig::Overlay { overlay } => Some(&overlay.bridge),
             _ => None,
+        }
+    }
+
+    /// The overlay facts, for an overlay network.
+    pub fn overlay(&self) -> Option<&OverlayNetwork> {
+        match &self.driver {
+            DriverConfig::Overlay { overlay } => Some(overlay),
+            _ => None,
+        }
+    }
+
+    /// Docker's `Scope`: `global` for a network every host of the cluster shares.
+    pub fn scope(&self) -> &'static str {
+        match self.driver {
+            DriverConfig::Overlay { .. } => "global",
+            _ => "local",
         }
     }
 
@@ -51,7 +68,10 @@ impl Network {
     /// `host` and `null`, whose containers have no endpoint of their own.
     pub fn pool(&self) -> Option<Pool> {
         match &self.driver {
-            DriverConfig::Bridge { bridge } => Some(Pool {
+            DriverConfig::Bridge { bridge }
+            | DriverConfig::Overlay {
+                overlay: OverlayNetwork { bridge, .. },
+            } => Some(Pool {
                 subnet: bridge.subnet,
                 gateway: bridge.gateway,
                 ip_range: bridge.ip_range,
@@ -101,6 +121,12 @@ pub enum DriverConfig {
         /// The parent and the segment's addresses.
         macvlan: MacvlanNetwork,
     },
+    /// A network of every host of a cluster: on each host a bridge with a VXLAN port,
+    /// the tunnel entries for other hosts' endpoints programmed from the cluster store.
+    Overlay {
+        /// The bridge, the VNI, and this host's tunnel end.
+        overlay: OverlayNetwork,
+    },
 }
 
 impl DriverConfig {
@@ -111,6 +137,7 @@ impl DriverConfig {
             DriverConfig::Host => "host",
             DriverConfig::Null => "null",
             DriverConfig::Macvlan { .. } => "macvlan",
+            DriverConfig::Overlay { .. } => "overlay",
         }
     }
 }
@@ -134,6 +161,37 @@ pub struct MacvlanNetwork {
     /// True when reef created the parent (a VLAN sub-interface or a dummy) and so removes
     /// it with the network.
     pub created_parent: bool,
+}
+
+/// The facts of an overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayNetwork {
+    /// The bridge each host has for it (`ov-<12 hex>`), its subnet and gateway. Every
+    /// host's bridge carries the gateway address: containers route out through their own
+    /// host, and the VXLAN device answers ARP only for endpoints, so the gateways never
+    /// meet.
+    pub bridge: BridgeNetwork,
+    /// The VXLAN device on the bridge (`vx-<12 hex>`).
+    pub vxlan: String,
+    /// The VXLAN network identifier.
+    pub vni: u32,
+    /// The UDP port of the tunnels.
+    pub port: u16,
+    /// Docker's `--attachable` (kept and shown; every reef container may attach).
+    #[serde(default)]
+    pub attachable: bool,
+    /// This host's tunnel end; `None` in the record the cluster shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Vtep>,
+}
+
+/// One host's end of the overlay's tunnels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vtep {
+    /// The host's address the tunnels run between (`--cluster-advertise`).
+    pub addr: Ipv4Addr,
+    /// The interface carrying it.
+    pub underlay: String,
 }
 
 /// The layer-2 and IPAM facts of a bridge network.

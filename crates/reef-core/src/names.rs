@@ -41,6 +41,16 @@ pub fn user_bridge_name(network_id: &str) -> String {
     format!("br-{}", &network_id[..12.min(network_id.len())])
 }
 
+/// Bridge of an overlay network on each host: `ov-` + the first 12 hex digits of its id.
+pub fn overlay_bridge_name(network_id: &str) -> String {
+    format!("ov-{}", &network_id[..12.min(network_id.len())])
+}
+
+/// VXLAN device of an overlay network on each host: `vx-` + 12 hex digits of its id.
+pub fn vxlan_name(network_id: &str) -> String {
+    format!("vx-{}", &network_id[..12.min(network_id.len())])
+}
+
 /// Interface name inside a container for its `n`th network (`eth0`, `eth1`, ...).
 pub fn container_ifname(n: usize) -> String {
     format!("eth{n}")

@@ -95,6 +95,56 @@ pub enum Op {
         /// Interface name.
         name: String,
     },
+    /// A VXLAN device (host namespace), down: no learning, ARP answered from its
+    /// neighbour table (`proxy`), so nothing floods.
+    CreateVxlan {
+        /// Name.
+        name: String,
+        /// VXLAN network identifier.
+        vni: u32,
+        /// This host's tunnel address.
+        local: Ipv4Addr,
+        /// The interface the tunnels run over.
+        underlay: String,
+        /// UDP port.
+        port: u16,
+        /// MTU.
+        mtu: u32,
+    },
+    /// A permanent forwarding entry of a VXLAN device: frames to `mac` go to `dst`.
+    FdbReplace {
+        /// Device.
+        dev: String,
+        /// MAC (`02:42:...`).
+        mac: String,
+        /// Remote tunnel address.
+        dst: Ipv4Addr,
+    },
+    /// Remove a forwarding entry. Tolerates absence.
+    FdbDelete {
+        /// Device.
+        dev: String,
+        /// MAC.
+        mac: String,
+        /// Remote tunnel address.
+        dst: Ipv4Addr,
+    },
+    /// A permanent neighbour entry on a device (the VXLAN device answers ARP with it).
+    NeighReplace {
+        /// Device.
+        dev: String,
+        /// Address.
+        ip: Ipv4Addr,
+        /// MAC.
+        mac: String,
+    },
+    /// Remove a neighbour entry. Tolerates absence.
+    NeighDelete {
+        /// Device.
+        dev: String,
+        /// Address.
+        ip: Ipv4Addr,
+    },
     /// Delete a link (its veth peer goes too). Tolerates absence.
     DeleteLink {
         /// Namespace.
@@ -208,6 +258,11 @@ impl Op {
             | Op::CreateMacvlan { .. }
             | Op::CreateVlan { .. }
             | Op::CreateDummy { .. }
+            | Op::CreateVxlan { .. }
+            | Op::FdbReplace { .. }
+            | Op::FdbDelete { .. }
+            | Op::NeighReplace { .. }
+            | Op::NeighDelete { .. }
             | Op::SetMaster { .. }
             | Op::ReleaseLink { .. }
             | Op::SetHairpin { .. }
@@ -285,6 +340,34 @@ impl fmt::Display for Op {
                 "ip link add link {parent} name {name} type vlan id {vlan_id}"
             ),
             Op::CreateDummy { name } => write!(f, "ip link add {name} type dummy"),
+            Op::CreateVxlan {
+                name,
+                vni,
+                local,
+                underlay,
+                port,
+                mtu,
+            } => write!(
+                f,
+                "ip link add {name} type vxlan id {vni} local {local} dev {underlay} \
+                 dstport {port} nolearning proxy mtu {mtu}"
+            ),
+            Op::FdbReplace { dev, mac, dst } => {
+                write!(
+                    f,
+                    "bridge fdb replace {mac} dev {dev} dst {dst} self permanent"
+                )
+            }
+            Op::FdbDelete { dev, mac, dst } => {
+                write!(f, "bridge fdb del {mac} dev {dev} dst {dst} self")
+            }
+            Op::NeighReplace { dev, ip, mac } => {
+                write!(
+                    f,
+                    "ip neigh replace {ip} lladdr {mac} dev {dev} nud permanent"
+                )
+            }
+            Op::NeighDelete { dev, ip } => write!(f, "ip neigh del {ip} dev {dev}"),
             Op::DeleteLink { ns, name } => write!(f, "{}ip link del {name}", netns_prefix(ns)),
             Op::ParkLink { ns, name, parked } => write!(
                 f,
@@ -402,7 +485,8 @@ impl Plan {
         Ok(())
     }
 
-    fn push(&mut self, op: Op, undo: Option<Op>) {
+    /// Append a step and its undo.
+    pub fn push(&mut self, op: Op, undo: Option<Op>) {
         self.steps.push(Step { op, undo });
     }
 

@@ -56,8 +56,16 @@ impl Engine {
                 state.upstreams.insert(c.id.clone(), entry.upstreams);
             }
         }
+        // Containers of other hosts on the overlays: resolvable, never asking.
+        let remote = self.remote_dns_endpoints(inner);
+        tracing::debug!(
+            remote = remote.len(),
+            "DNS table with other hosts' containers"
+        );
+        state.endpoints.extend(remote);
         state.gateways = sources.gateways;
         self.dns.publish(state);
+        self.cluster_publish_all(inner);
     }
 
     /// Republish what DNS knows of container `id` alone (after it starts, stops, connects or
@@ -66,6 +74,7 @@ impl Engine {
         let sources = self.dns_sources(inner);
         let entry = inner.containers.get(id).and_then(|c| sources.container(c));
         self.dns.update_container(id, entry.as_ref());
+        self.cluster_publish_container(inner, id);
     }
 
     fn dns_sources(&self, inner: &Inner) -> DnsSources {

@@ -6,10 +6,12 @@
 //! result. Nothing here parses flags or formats output; the API layer does that.
 
 pub mod clock;
+mod cluster;
 mod dns;
 mod files;
 mod lifecycle;
 mod networks;
+mod nic;
 mod proxy;
 mod publish;
 mod reaper;
@@ -19,7 +21,7 @@ mod user_networks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use reef_core::config::DaemonConfig;
 use reef_core::model::{Container, ContainerSpec, Network, NetworkMode, Status};
@@ -30,6 +32,7 @@ use reef_store::{Change, StateStore};
 use tokio::sync::broadcast;
 
 pub use files::Paths;
+pub use nic::NicReport;
 pub use publish::exposed;
 pub use user_networks::NetworkCreate;
 
@@ -52,6 +55,9 @@ pub enum EngineError {
     /// Not allowed in this state (removing a network in use): Docker's 403.
     #[error("{0}")]
     Forbidden(String),
+    /// A service the operation needs cannot be reached (the cluster store): 503.
+    #[error("{0}")]
+    Unavailable(String),
     /// Nothing to do (e.g. stopping a stopped container): Docker's 304.
     #[error("not modified")]
     NotModified,
@@ -152,6 +158,8 @@ pub struct Engine {
     pub(crate) dns: Arc<reef_dns::DnsServer>,
     /// Relays of published ports on IPv6 host addresses.
     pub(crate) proxies: proxy::Proxies,
+    /// This host's place in a cluster (`--cluster-store`), once joined.
+    pub(crate) cluster: OnceLock<cluster::ClusterLink>,
 }
 
 /// What `create` needs besides the spec.
@@ -214,6 +222,7 @@ impl Engine {
             reaper,
             dns: reef_dns::DnsServer::new(),
             proxies: proxy::Proxies::default(),
+            cluster: OnceLock::new(),
         });
         engine.setup_default_networks()?;
         engine.reconcile()?;

@@ -395,10 +395,13 @@ impl Engine {
             .endpoints()
             .expect("an endpoint network has a driver");
         let pool = net.pool().expect("an endpoint network has addresses");
-        let ip = self
-            .address_space(net)?
-            .allocate(&self.allocated_on(inner, &net.id), att.ip)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let ip = if net.overlay().is_some() {
+            self.overlay_address(inner, net, att.ip, &c.id)?
+        } else {
+            self.address_space(net)?
+                .allocate(&self.allocated_on(inner, &net.id), att.ip)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?
+        };
         let mac = match (&c.spec.mac, index) {
             (Some(m), 0) => names::format_mac(
                 names::parse_mac(m).map_err(|e| EngineError::Invalid(e.to_string()))?,

@@ -159,6 +159,51 @@ impl Engine {
             }
         }
         found.extend(self.check_macvlan_parents(inner, fix));
+        found.extend(self.check_overlay_tunnels(inner, fix));
+        found
+    }
+
+    /// The VXLAN devices of overlays: there, a port of their bridge, up; with `fix`,
+    /// re-created (after a reboot) or set right. Their entries follow the cluster view.
+    fn check_overlay_tunnels(&self, inner: &mut Inner, fix: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        let overlays: Vec<reef_core::model::OverlayNetwork> = inner
+            .networks
+            .values()
+            .filter_map(|n| n.overlay().cloned())
+            .collect();
+        for ov in overlays {
+            let bridge = inner.exec.link(&ov.bridge.ifname).ok().flatten();
+            let exists = match inner.exec.link(&ov.vxlan) {
+                Ok(Some(link))
+                    if link.up
+                        && bridge
+                            .as_ref()
+                            .is_some_and(|b| link.master == Some(b.index)) =>
+                {
+                    continue
+                }
+                Ok(Some(_)) => {
+                    found.push(format!(
+                        "VXLAN device {} is down or off its bridge",
+                        ov.vxlan
+                    ));
+                    true
+                }
+                _ => {
+                    found.push(format!("VXLAN device {} missing", ov.vxlan));
+                    false
+                }
+            };
+            if fix {
+                if let Err(e) = inner.exec.apply_plan(&ov.plan_vxlan(exists)) {
+                    tracing::error!(device = %ov.vxlan, error = %e, "cannot restore the VXLAN device");
+                }
+                if let Some(link) = self.cluster_link() {
+                    link.wake();
+                }
+            }
+        }
         found
     }
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
-use reef_core::driver::macvlan;
+use reef_core::driver::{macvlan, overlay};
 use reef_core::model::{
     BridgeNetwork, Container, DriverConfig, Endpoint, Network, NetworkAttachment,
 };
@@ -108,6 +108,10 @@ impl Engine {
             )));
         }
         let id = self.host.random_id();
+        if req.driver == "overlay" {
+            let net = self.create_overlay(&mut inner, req, &id)?;
+            return self.finish_create(&mut inner, net);
+        }
         let driver = match req.driver.as_str() {
             "" | "bridge" => DriverConfig::Bridge {
                 bridge: self.decide_bridge(&mut inner, &req, &id)?,
@@ -129,7 +133,8 @@ impl Engine {
             }
             d => {
                 return Err(invalid(format!(
-                    "network driver {d:?} is not supported: reef has the bridge and macvlan drivers"
+                    "network driver {d:?} is not supported: reef has the bridge, macvlan and \
+                     overlay drivers"
                 )))
             }
         };
@@ -146,13 +151,30 @@ impl Engine {
             options: req.options,
             created: crate::clock::rfc3339(crate::clock::now_nanos()),
         };
+        self.finish_create(&mut inner, net)
+    }
+
+    /// Record a new network and bring its objects up; for an overlay (already in the
+    /// cluster store) a failure here removes it from the store again.
+    fn finish_create(&self, inner: &mut Inner, net: Network) -> Result<String> {
+        let id = net.id.clone();
         // Record first: a crash after this leaves a network whose objects start-up
         // re-creates, never an object no record accounts for.
-        inner.store.commit(&[Change::PutNetwork(net.clone())])?;
-        let plan = reef_core::driver::network_up(&net, self.firewall_rule(&net));
-        if let Err(e) = inner.exec.apply_plan(&plan) {
-            inner.store.commit(&[Change::DeleteNetwork(id.clone())])?;
-            return Err(e.into());
+        let recorded = inner.store.commit(&[Change::PutNetwork(net.clone())]);
+        let applied = recorded.map_err(EngineError::from).and_then(|()| {
+            let plan = reef_core::driver::network_up(&net, self.firewall_rule(&net));
+            inner.exec.apply_plan(&plan).map_err(|e| {
+                let _ = inner.store.commit(&[Change::DeleteNetwork(id.clone())]);
+                EngineError::from(e)
+            })
+        });
+        if let Err(e) = applied {
+            if let (Some(ov), Some(link)) = (net.overlay(), self.cluster_link()) {
+                if let Err(undo) = link.store.remove_network(&net, ov.vni) {
+                    tracing::error!(network = %net.name, error = %undo, "cannot withdraw the overlay from the cluster store");
+                }
+            }
+            return Err(e);
         }
         inner.networks.insert(id.clone(), net.clone());
         if let Some(addr) = net.driver.endpoints().and_then(|d| d.dns_address()) {
@@ -160,8 +182,52 @@ impl Engine {
                 tracing::warn!(network = %id, error = %e, "embedded DNS cannot listen on the gateway");
             }
         }
-        self.publish_dns(&inner);
+        self.publish_dns(inner);
         Ok(id)
+    }
+
+    /// Decide an overlay and create it in the cluster store, deciding again when another
+    /// host created or removed a network meanwhile.
+    fn create_overlay(&self, inner: &mut Inner, req: NetworkCreate, id: &str) -> Result<Network> {
+        let link = self.need_cluster()?;
+        let underlay_mtu = inner
+            .exec
+            .link(&link.vtep.underlay)?
+            .map_or(reef_core::config::DEFAULT_MTU, |l| l.mtu);
+        let host = overlay::OverlayHost {
+            vtep: link.vtep.clone(),
+            underlay_mtu,
+            subnets_in_use: self.subnets_in_use(inner, None)?,
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let view = link.store.view();
+            if view.networks.contains_key(&req.name) {
+                return Err(EngineError::Conflict(format!(
+                    "network with name {} already exists",
+                    req.name
+                )));
+            }
+            let local: Vec<&Network> = inner.networks.values().collect();
+            let ov = overlay::decide(&req, id, &local, &view, &host)?;
+            let vni = ov.vni;
+            let net = Network {
+                id: id.to_string(),
+                name: req.name.clone(),
+                driver: DriverConfig::Overlay { overlay: ov },
+                internal: req.internal,
+                labels: req.labels.clone(),
+                options: req.options.clone(),
+                created: crate::clock::rfc3339(crate::clock::now_nanos()),
+            };
+            let global = reef_core::cluster::global_record(&net);
+            match link.store.create_network(&global, vni, view.netver) {
+                Ok(()) => return Ok(net),
+                Err(reef_cluster::ClusterError::Conflict(_)) if attempts < 5 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The bridge of a new bridge network, from its options.
@@ -224,7 +290,7 @@ impl Engine {
     }
 
     /// The firewall rule of a bridge network, when reef writes a firewall.
-    fn firewall_rule(&self, net: &Network) -> Option<reef_core::firewall::NetworkRule> {
+    pub(crate) fn firewall_rule(&self, net: &Network) -> Option<reef_core::firewall::NetworkRule> {
         (self.cfg.iptables && net.bridge().is_some()).then(|| self.network_rule(net))
     }
 
@@ -263,6 +329,16 @@ impl Engine {
                 users.join(", ")
             )));
         }
+        // An overlay goes from the cluster first: refused there while any host has a
+        // container on it; the other hosts remove theirs when they see it go.
+        if let Some(ov) = net.overlay() {
+            self.need_cluster()?.store.remove_network(net, ov.vni)?;
+        }
+        self.take_down_network(inner, net)
+    }
+
+    /// Forget a network and remove its objects (nothing here may use it).
+    pub(crate) fn take_down_network(&self, inner: &mut Inner, net: &Network) -> Result<()> {
         // Record first; the kernel work after it is what `reef system gc` and the next
         // start-up finish if it is cut off (an unrecorded bridge of reef's is removed then).
         inner

@@ -211,6 +211,20 @@ impl Executor {
                 vlan_id,
             } => self.host.create_vlan(name, parent, *vlan_id),
             Op::CreateDummy { name } => self.host.create_dummy(name),
+            Op::CreateVxlan {
+                name,
+                vni,
+                local,
+                underlay,
+                port,
+                mtu,
+            } => self
+                .host
+                .create_vxlan(name, *vni, *local, underlay, *port, *mtu),
+            Op::FdbReplace { dev, mac, dst } => self.host.fdb_replace(dev, mac, *dst),
+            Op::FdbDelete { dev, mac, dst } => self.host.fdb_delete(dev, mac, *dst),
+            Op::NeighReplace { dev, ip, mac } => self.host.neigh_replace(dev, *ip, mac),
+            Op::NeighDelete { dev, ip } => self.host.neigh_delete(dev, *ip),
             Op::DeleteLink { ns, name } => {
                 tolerate_absent(self.with_netlink(ns, |nl| nl.delete_link(name)))
             }

@@ -6,7 +6,9 @@ use std::path::Path;
 use reef_core::plan::{Op, Plan};
 
 use crate::events::Watcher;
-use crate::{netns, AddrInfo, Executor, KernelError, LinkInfo, Netlink, RouteInfo};
+use crate::{
+    netns, AddrInfo, Executor, FdbEntry, KernelError, LinkInfo, NeighEntry, Netlink, RouteInfo,
+};
 
 /// Deletes host links from a thread of its own (see the engine's reaper).
 pub type LinkReaper = Box<dyn FnMut(&str) -> Result<(), KernelError> + Send>;
@@ -25,6 +27,16 @@ pub trait Kernel: Send {
     fn addrs(&mut self) -> Result<Vec<AddrInfo>, KernelError>;
     /// The host's main routing table.
     fn routes(&mut self) -> Result<Vec<RouteInfo>, KernelError>;
+    /// A host device's own forwarding entries (`bridge fdb show dev DEV`).
+    fn fdb(&mut self, dev: &str) -> Result<Vec<FdbEntry>, KernelError>;
+    /// A host device's IPv4 neighbour entries.
+    fn neighbours(&mut self, dev: &str) -> Result<Vec<NeighEntry>, KernelError>;
+    /// Ping `addr` from the host namespace until it answers (true) or `limit` passes.
+    fn probe_gateway(
+        &mut self,
+        addr: std::net::Ipv4Addr,
+        limit: std::time::Duration,
+    ) -> Result<bool, KernelError>;
     /// Run an nftables script in the host namespace; returns its output.
     fn nft(&mut self, script: &str) -> Result<String, KernelError>;
     /// Make the directory sandboxes are bind-mounted in.
@@ -64,6 +76,23 @@ impl Kernel for Executor {
 
     fn routes(&mut self) -> Result<Vec<RouteInfo>, KernelError> {
         self.host().routes()
+    }
+
+    fn fdb(&mut self, dev: &str) -> Result<Vec<FdbEntry>, KernelError> {
+        self.host().fdb_entries(dev)
+    }
+
+    fn neighbours(&mut self, dev: &str) -> Result<Vec<NeighEntry>, KernelError> {
+        self.host().neigh_entries(dev)
+    }
+
+    fn probe_gateway(
+        &mut self,
+        addr: std::net::Ipv4Addr,
+        limit: std::time::Duration,
+    ) -> Result<bool, KernelError> {
+        // The executor's thread is in the host namespace.
+        crate::probe::answers(addr, limit)
     }
 
     fn nft(&mut self, script: &str) -> Result<String, KernelError> {

@@ -15,12 +15,13 @@ mod kernel;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod probe;
 pub mod sysctl;
 
 pub use error::KernelError;
 pub use exec::Executor;
 pub use kernel::{Kernel, LinkReaper};
-pub use netlink::{AddrInfo, LinkInfo, Netlink, RouteInfo};
+pub use netlink::{AddrInfo, FdbEntry, LinkInfo, NeighEntry, Netlink, RouteInfo};
 pub use netns::Netns;
 
 #[cfg(test)]

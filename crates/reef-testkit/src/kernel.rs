@@ -53,6 +53,12 @@ pub struct FakeState {
     pub unsupported: BTreeSet<String>,
     /// Fail the op that matches, once, with this errno.
     pub fail_op: Option<(String, i32)>,
+    /// Forwarding entries by device: (MAC, remote address).
+    pub fdb: BTreeMap<String, BTreeSet<(String, std::net::Ipv4Addr)>>,
+    /// Neighbour entries by device: address -> MAC.
+    pub neighbours: BTreeMap<String, BTreeMap<std::net::Ipv4Addr, String>>,
+    /// Addresses that answer `probe_gateway`.
+    pub answering: BTreeSet<std::net::Ipv4Addr>,
     /// The test hook [`Kernel::fail_after`] sets.
     fail_before_step: Option<usize>,
     next_index: u32,
@@ -330,7 +336,53 @@ impl FakeState {
                 let link = self.new_link("dummy", 1500);
                 self.insert(&NsRef::Host, name, link, op)?;
             }
-            Op::DeleteLink { ns, name } => self.delete(ns, name),
+            Op::CreateVxlan {
+                name,
+                mtu,
+                underlay,
+                ..
+            } => {
+                self.supported("vxlan", op)?;
+                if !self.host.contains_key(underlay) {
+                    return Err(refused(op, libc::ENODEV));
+                }
+                let link = self.new_link("vxlan", *mtu);
+                self.insert(&NsRef::Host, name, link, op)?;
+            }
+            Op::FdbReplace { dev, mac, dst } => {
+                if !self.host.contains_key(dev) {
+                    return Err(refused(op, libc::ENODEV));
+                }
+                let set = self.fdb.entry(dev.clone()).or_default();
+                set.retain(|(m, _)| m != mac);
+                set.insert((mac.clone(), *dst));
+            }
+            Op::FdbDelete { dev, mac, dst } => {
+                if let Some(set) = self.fdb.get_mut(dev) {
+                    set.remove(&(mac.clone(), *dst));
+                }
+            }
+            Op::NeighReplace { dev, ip, mac } => {
+                if !self.host.contains_key(dev) {
+                    return Err(refused(op, libc::ENODEV));
+                }
+                self.neighbours
+                    .entry(dev.clone())
+                    .or_default()
+                    .insert(*ip, mac.clone());
+            }
+            Op::NeighDelete { dev, ip } => {
+                if let Some(m) = self.neighbours.get_mut(dev) {
+                    m.remove(ip);
+                }
+            }
+            Op::DeleteLink { ns, name } => {
+                if matches!(ns, NsRef::Host) {
+                    self.fdb.remove(name);
+                    self.neighbours.remove(name);
+                }
+                self.delete(ns, name)
+            }
             Op::ParkLink { ns, name, parked } => {
                 if let Ok(links) = self.ns_links(ns, op) {
                     if let Some(mut l) = links.remove(name) {
@@ -466,6 +518,58 @@ impl Kernel for FakeKernel {
                 })
             })
             .collect())
+    }
+
+    fn fdb(&mut self, dev: &str) -> Result<Vec<reef_kernel::FdbEntry>, KernelError> {
+        let st = self.model.state();
+        if !st.host.contains_key(dev) {
+            return Err(KernelError::Netlink {
+                op: format!("bridge fdb show dev {dev}"),
+                errno: libc::ENODEV,
+                detail: None,
+            });
+        }
+        Ok(st
+            .fdb
+            .get(dev)
+            .into_iter()
+            .flatten()
+            .map(|(mac, dst)| reef_kernel::FdbEntry {
+                mac: mac.clone(),
+                dst: Some(*dst),
+                permanent: true,
+            })
+            .collect())
+    }
+
+    fn neighbours(&mut self, dev: &str) -> Result<Vec<reef_kernel::NeighEntry>, KernelError> {
+        let st = self.model.state();
+        if !st.host.contains_key(dev) {
+            return Err(KernelError::Netlink {
+                op: format!("ip neigh show dev {dev}"),
+                errno: libc::ENODEV,
+                detail: None,
+            });
+        }
+        Ok(st
+            .neighbours
+            .get(dev)
+            .into_iter()
+            .flatten()
+            .map(|(ip, mac)| reef_kernel::NeighEntry {
+                ip: *ip,
+                mac: Some(mac.clone()),
+                permanent: true,
+            })
+            .collect())
+    }
+
+    fn probe_gateway(
+        &mut self,
+        addr: std::net::Ipv4Addr,
+        _limit: std::time::Duration,
+    ) -> Result<bool, KernelError> {
+        Ok(self.model.state().answering.contains(&addr))
     }
 
     fn nft(&mut self, script: &str) -> Result<String, KernelError> {

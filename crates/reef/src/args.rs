@@ -125,6 +125,9 @@ pub enum Command {
     /// Check reef's kernel objects for drift, or remove leftovers.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Change the host's own network safely (bridge a NIC).
+    #[command(subcommand)]
+    Host(HostCommand),
     /// List a container's published ports, or the host side of one.
     Port {
         /// Container.
@@ -234,7 +237,7 @@ pub struct ExecArgs {
 pub enum NetworkCommand {
     /// Create a network.
     Create {
-        /// Driver: bridge or macvlan.
+        /// Driver: bridge, macvlan or overlay (overlay needs reefd --cluster-store).
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
         /// Subnet in CIDR form.
@@ -249,6 +252,9 @@ pub enum NetworkCommand {
         /// No route out, no masquerade, no published ports.
         #[arg(long)]
         internal: bool,
+        /// Let standalone containers attach (Docker's flag for overlays; kept and shown).
+        #[arg(long)]
+        attachable: bool,
         /// Label KEY=VALUE.
         #[arg(long)]
         label: Vec<String>,
@@ -310,6 +316,29 @@ pub enum NetworkCommand {
         network: String,
         /// Container.
         container: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Put a NIC on a bridge (created when missing), moving its addresses and routes; all
+    /// undone by itself unless the default gateway answers within --timeout.
+    BridgeNic {
+        /// The NIC, e.g. ens33.
+        #[arg(long)]
+        nic: String,
+        /// The bridge, e.g. br0.
+        #[arg(long)]
+        bridge: String,
+        /// How long the gateway has to answer (e.g. 30s, 500ms, 2m).
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+    },
+    /// Undo bridge-nic: the NIC's addresses and routes back, the bridge removed if reef made it.
+    UnbridgeNic {
+        /// The NIC.
+        #[arg(long)]
+        nic: String,
     },
 }
 

@@ -149,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Host(h) => host_cmd(&client, h).await,
         Command::Version => {
             let v: reef_api::Version = client.get("/version").await?;
             println!("Client:\n Version:\t{}", env!("CARGO_PKG_VERSION"));
@@ -473,6 +474,53 @@ async fn port_cmd(
     lines.sort();
     for (_, _, l) in lines {
         println!("{l}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds in `30s`, `500ms`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> anyhow::Result<f64> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: expected e.g. 30s, 500ms or 2m"))?;
+    Ok(v * mult)
+}
+
+async fn host_cmd(client: &Client, cmd: crate::args::HostCommand) -> anyhow::Result<ExitCode> {
+    let (path, req) = match cmd {
+        crate::args::HostCommand::BridgeNic {
+            nic,
+            bridge,
+            timeout,
+        } => (
+            "/host/bridge-nic",
+            reef_api::NicRequest {
+                nic,
+                bridge,
+                timeout_secs: parse_duration(&timeout)?,
+            },
+        ),
+        crate::args::HostCommand::UnbridgeNic { nic } => (
+            "/host/unbridge-nic",
+            reef_api::NicRequest {
+                nic,
+                ..Default::default()
+            },
+        ),
+    };
+    let r: reef_api::NicReport = client.post_json(path, &req).await?;
+    for s in &r.steps {
+        println!("{s}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,7 @@ pub async fn run(client: &Client, cmd: NetworkCommand) -> anyhow::Result<ExitCod
             ip_range,
             gateway,
             internal,
+            attachable,
             label,
             opt,
             name,
@@ -59,7 +60,7 @@ pub async fn run(client: &Client, cmd: NetworkCommand) -> anyhow::Result<ExitCod
                     options: None,
                 },
                 check_duplicate: true,
-                attachable: false,
+                attachable,
                 enable_ipv6: false,
             };
             let r: NetworkCreateResponse = client.post_json("/networks/create", &body).await?;

@@ -37,8 +37,14 @@ pub fn load_config(flags: &Flags) -> anyhow::Result<(DaemonConfig, bool)> {
 
 fn init_logging(debug: bool) {
     let filter = if debug { "debug" } else { "info" };
-    let env = tracing_subscriber::EnvFilter::try_from_env("REEF_LOG")
+    let mut env = tracing_subscriber::EnvFilter::try_from_env("REEF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // The etcd client's transport logs every HTTP/2 frame at debug: not reef's story.
+    for quiet in ["h2=info", "tower=info", "hyper=info", "tonic=info"] {
+        if let Ok(d) = quiet.parse() {
+            env = env.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(env)
         .with_writer(std::io::stderr)
@@ -113,14 +119,19 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let cfg_tls = cfg.tls || cfg.tlsverify;
     let rt = tokio::runtime::Handle::current();
     let engine = tokio::task::spawn_blocking(move || {
-        Engine::start(
+        let cluster = cfg.cluster.clone();
+        let engine = Engine::start(
             cfg,
             Box::new(store),
             Box::new(exec),
             Some(shim),
             Box::new(crate::host::RealHost),
             rt,
-        )
+        )?;
+        if let Some(cluster) = cluster {
+            engine.join_cluster(&cluster)?;
+        }
+        anyhow::Ok(engine)
     })
     .await
     .context("engine start-up panicked")??;

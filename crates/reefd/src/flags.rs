@@ -80,6 +80,16 @@ pub struct Flags {
     /// Server key.
     #[arg(long)]
     pub tlskey: Option<String>,
+    /// Cluster store for overlay networks: etcd://HOST:PORT[,HOST:PORT...].
+    #[arg(long = "cluster-store")]
+    pub cluster_store: Option<String>,
+    /// This host's address (or interface) for the overlay's tunnels.
+    #[arg(long = "cluster-advertise")]
+    pub cluster_advertise: Option<String>,
+    /// Cluster store option KEY=VALUE (kv.cacertfile, kv.certfile, kv.keyfile,
+    /// discovery.ttl; repeatable).
+    #[arg(long = "cluster-store-opt")]
+    pub cluster_store_opt: Vec<String>,
 }
 
 fn some_vec(v: &[String]) -> Option<Vec<String>> {
@@ -113,6 +123,17 @@ impl Flags {
             tlscacert: self.tlscacert.clone(),
             tlscert: self.tlscert.clone(),
             tlskey: self.tlskey.clone(),
+            cluster_store: self.cluster_store.clone(),
+            cluster_advertise: self.cluster_advertise.clone(),
+            cluster_store_opts: (!self.cluster_store_opt.is_empty()).then(|| {
+                self.cluster_store_opt
+                    .iter()
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+                        None => (kv.trim().to_string(), String::new()),
+                    })
+                    .collect()
+            }),
         }
     }
 }

@@ -17,6 +17,7 @@ mod dummy;
 mod macvlan;
 mod veth;
 mod vlan;
+mod vxlan;
 
 // Message type from <linux/rtnetlink.h>.
 const RTM_NEWLINK: u16 = 16;

@@ -38,10 +38,12 @@ use crate::KernelError;
 mod addr;
 mod decode;
 mod link;
+mod neigh;
 mod route;
 
 pub use self::addr::AddrInfo;
 pub use self::link::LinkInfo;
+pub use self::neigh::{FdbEntry, NeighEntry};
 pub use self::route::RouteInfo;
 
 /// Receive buffer size. The kernel sizes dump datagrams from the reader's buffer, up to

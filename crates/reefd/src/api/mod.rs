@@ -55,6 +55,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}", delete(containers::remove))
         .route("/system/check", get(system_check))
         .route("/system/gc", post(system_gc))
+        .route("/host/bridge-nic", post(bridge_nic))
+        .route("/host/unbridge-nic", post(unbridge_nic))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
@@ -106,6 +108,42 @@ async fn system_gc(
     Ok(Json(reef_api::SystemReport { items }))
 }
 
+fn nic_report(r: reef_engine::NicReport) -> Json<reef_api::NicReport> {
+    Json(reef_api::NicReport {
+        nic: r.bridged.nic,
+        bridge: r.bridged.bridge,
+        created_bridge: r.bridged.created_bridge,
+        steps: r.steps,
+    })
+}
+
+/// reef's own: move a NIC onto a bridge, undone unless the gateway answers.
+async fn bridge_nic(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    Json(req): Json<reef_api::NicRequest>,
+) -> Result<Json<reef_api::NicReport>, ApiError> {
+    if !(req.timeout_secs.is_finite() && req.timeout_secs > 0.0 && req.timeout_secs <= 3600.0) {
+        return Err(ApiError(EngineError::Invalid(format!(
+            "--timeout {}s: expected more than 0 and at most 3600 seconds",
+            req.timeout_secs
+        ))));
+    }
+    let engine = st.engine.clone();
+    let timeout = std::time::Duration::from_secs_f64(req.timeout_secs);
+    let r = blocking(move || engine.bridge_nic(&req.nic, &req.bridge, timeout)).await?;
+    Ok(nic_report(r))
+}
+
+/// reef's own: undo `bridge-nic`.
+async fn unbridge_nic(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    Json(req): Json<reef_api::NicRequest>,
+) -> Result<Json<reef_api::NicReport>, ApiError> {
+    let engine = st.engine.clone();
+    let r = blocking(move || engine.unbridge_nic(&req.nic)).await?;
+    Ok(nic_report(r))
+}
+
 async fn version() -> Json<reef_api::Version> {
     Json(reef_api::Version {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -130,6 +168,7 @@ impl IntoResponse for ApiError {
             EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
             EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::NotModified => return StatusCode::NOT_MODIFIED.into_response(),
             EngineError::Runtime(e) if e.docker_exit_code() != 125 => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -62,7 +62,7 @@ fn resource(n: &Network, containers: &[Container]) -> NetworkResource {
         name: n.name.clone(),
         id: n.id.clone(),
         created: n.created.clone(),
-        scope: "local".into(),
+        scope: n.scope().into(),
         driver: n.driver_name().into(),
         enable_ipv6: false,
         ipam: Ipam {
@@ -71,7 +71,10 @@ fn resource(n: &Network, containers: &[Container]) -> NetworkResource {
             options: None,
         },
         internal: n.internal,
-        attachable: !matches!(n.name.as_str(), "bridge" | "host" | "none"),
+        attachable: match n.overlay() {
+            Some(ov) => ov.attachable,
+            None => !matches!(n.name.as_str(), "bridge" | "host" | "none"),
+        },
         ingress: false,
         containers: members,
         options,
@@ -142,6 +145,7 @@ pub async fn create(
             internal: req.internal,
             labels: req.labels,
             options: req.options,
+            attachable: req.attachable,
         })
     })
     .await?;
